@@ -1,0 +1,34 @@
+"""gradleak: how much private training data leaks from federated-learning client updates.
+
+Example (the six-line API):
+    >>> import gradleak as gl
+    >>> ds = gl.load_dataset("digits")
+    >>> truth = gl.sample_batch(ds, 1, seed=0)
+    >>> model = gl.build_model("convnet", shape=ds.shape, num_classes=ds.num_classes, seed=0)
+    >>> update = gl.fedsgd_update(model, truth.inputs, truth.labels)
+    >>> rec = gl.create_attack("ig", steps=20).run(model, update, shape=ds.shape)
+    >>> sorted(gl.evaluate(rec, truth))[:3]
+    ['exact_fraction', 'label_accuracy', 'lpips']
+"""
+
+from gradleak.data import Dataset, load_dataset, sample_batch
+from gradleak.fl import fedavg_update, fedsgd_update
+from gradleak.metrics import evaluate
+from gradleak.models import build_model
+from gradleak.registry import (
+    create_attack,
+    create_defense,
+    list_attacks,
+    list_datasets,
+    list_defenses,
+    list_models,
+)
+from gradleak.types import ClientUpdate, GroundTruth, LocalTraining, Reconstruction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClientUpdate", "Dataset", "GroundTruth", "LocalTraining", "Reconstruction", "build_model",
+    "create_attack", "create_defense", "evaluate", "fedavg_update", "fedsgd_update", "list_attacks",
+    "list_datasets", "list_defenses", "list_models", "load_dataset", "sample_batch",
+]

@@ -1,0 +1,1 @@
+"""Small, separately tested pieces that attacks share."""

@@ -1,0 +1,1 @@
+"""Client-side defenses (registered with ``@register_defense``)."""

@@ -1,0 +1,177 @@
+"""One scenario end to end: truth → model → client update → attack → metrics → run folder.
+
+Example:
+    >>> from gradleak.experiment import Scenario, run_scenario
+    >>> s = Scenario(attack="ig", dataset="digits", model="convnet", attack_options={"steps": 5})
+    >>> result = run_scenario(s)
+    >>> sorted(result["metrics"])[:2]
+    ['exact_fraction', 'label_accuracy']
+"""
+
+from __future__ import annotations
+
+import inspect
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gradleak.attacks.base import Progress
+from gradleak.data import LABEL_MODES, load_dataset, sample_batch
+from gradleak.defenses.base import build_defenses
+from gradleak.errors import ConfigError
+from gradleak.fl import fedavg_update, fedsgd_update
+from gradleak.metrics import evaluate
+from gradleak.models import build_model
+from gradleak.registry import ATTACKS, check_kwargs
+from gradleak.runfolder import check_out_dir, image_grid, prepare_out_dir, save_tensors, write_json
+from gradleak.types import LocalTraining
+
+PROTOCOLS = ("fedsgd", "fedavg")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything needed to repeat one run (written to ``config.json``).
+
+    Args:
+        attack, dataset, model: registry names.
+        batch_size: client batch size.
+        label_mode: ``random`` (duplicates allowed), ``distinct`` or ``same``.
+        protocol: ``fedsgd`` (one gradient) or ``fedavg`` (weight delta after local SGD).
+        local_lr, local_epochs, local_batch_size, local_steps: FedAvg's local training.
+        labels: ``known`` (labels leak to the server), ``restore`` or a label-method name.
+        mode: ``train`` or ``eval`` for BatchNorm/dropout during the client's pass.
+        seed: every random choice (data, model init, noise, attack starts) flows from it.
+        defenses: ``NAME:key=value`` specs applied in order to the update.
+        attack_options, model_options, dataset_options: extra keyword arguments.
+    """
+
+    attack: str = "ig"
+    dataset: str = "mnist"
+    model: str = "convnet"
+    batch_size: int = 1
+    label_mode: str = "random"
+    protocol: str = "fedsgd"
+    local_lr: float = 0.1
+    local_epochs: int = 1
+    local_batch_size: int | None = None
+    local_steps: int | None = None
+    labels: str = "known"
+    mode: str = "eval"
+    seed: int = 0
+    defenses: tuple[str, ...] = ()
+    attack_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` listing every invalid setting (names are checked by the registries)."""
+        problems = []
+        if self.protocol not in PROTOCOLS:
+            problems.append(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if self.label_mode not in LABEL_MODES:
+            problems.append(f"label mode must be one of {', '.join(LABEL_MODES)}, got {self.label_mode!r}")
+        if self.mode not in ("train", "eval"):
+            problems.append(f"mode must be 'train' or 'eval', got {self.mode!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            problems.append(f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        ATTACKS.get(self.attack)
+
+    def local_training(self) -> LocalTraining:
+        """The FedAvg local-training settings."""
+        return LocalTraining(self.local_lr, self.local_epochs, self.local_batch_size, self.local_steps)
+
+
+def build_attack(scenario: Scenario) -> Any:
+    """The attack with the scenario's seed and label setting filled in where it takes them."""
+    factory = ATTACKS.get(scenario.attack)
+    options = dict(scenario.attack_options)
+    accepted = inspect.signature(factory).parameters
+    if "seed" in accepted:
+        options.setdefault("seed", scenario.seed)
+    if "labels" in accepted:
+        options.setdefault("labels", scenario.labels)
+    check_kwargs(factory, options, f"attack {scenario.attack!r}")
+    return factory(**options)
+
+
+def run_scenario(
+    scenario: Scenario,
+    out_dir: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    save_tensor_file: bool = False,
+) -> dict[str, Any]:
+    """Run one scenario; write the run folder when ``out_dir`` is given; return the summary."""
+    scenario.validate()
+    attack = build_attack(scenario)
+    if out_dir is not None:
+        check_out_dir(out_dir, overwrite=overwrite)
+    dataset = load_dataset(scenario.dataset, **scenario.dataset_options)
+    truth = sample_batch(dataset, scenario.batch_size, seed=scenario.seed, label_mode=scenario.label_mode)
+    model = build_model(scenario.model, shape=dataset.shape, num_classes=dataset.num_classes,
+                        seed=scenario.seed, **scenario.model_options)
+    model.train(scenario.mode == "train")
+    leak = scenario.labels == "known"
+    if scenario.protocol == "fedsgd":
+        update = fedsgd_update(model, truth.inputs, truth.labels, mode=scenario.mode, labels_leak=leak)
+    else:
+        update = fedavg_update(model, truth.inputs, truth.labels, scenario.local_training(),
+                               mode=scenario.mode, seed=scenario.seed, labels_leak=leak)
+    for defense in build_defenses(scenario.defenses, seed=scenario.seed):
+        update = defense(update, model=model)
+    rec = attack.run(model, update, shape=dataset.shape, progress=progress)
+    out = prepare_out_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
+    metrics = evaluate(rec, truth)
+    summary = {
+        "attack": scenario.attack, "dataset": scenario.dataset, "model": scenario.model,
+        "batch_size": scenario.batch_size, "protocol": scenario.protocol, "seed": scenario.seed,
+        "defenses": list(scenario.defenses), "labels": scenario.labels,
+        "seconds": rec.seconds,
+        "metrics": {k: metrics[k] for k in ("mse", "psnr", "ssim", "lpips", "label_accuracy",
+                                            "exact_fraction")},
+        "out_dir": str(out) if out is not None else None,
+    }
+    if out is not None:
+        _write_run(out, scenario, summary, metrics, rec, truth, save_tensor_file)
+    return summary
+
+
+def _write_run(out: Path, scenario: Scenario, summary: dict[str, Any], metrics: dict[str, Any],
+               rec: Any, truth: Any, save_tensor_file: bool) -> None:
+    from gradleak import __version__
+
+    config = {"scenario": asdict(scenario), "versions": {
+        "gradleak": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_json(out / "config.json", config)
+    write_json(out / "metrics.json", {**summary, "per_image": metrics["per_image"],
+                                      "matching": metrics["matching"], "info": rec.info,
+                                      "loss_history": rec.loss_history})
+    order = metrics["matching"]
+    image_grid([truth.inputs, rec.inputs[order]]).save(out / "reconstruction.png")
+    if save_tensor_file:
+        tensors = {"truth_inputs": truth.inputs, "truth_labels": truth.labels,
+                   "reconstruction": rec.inputs[order]}
+        if rec.labels is not None:
+            tensors["reconstructed_labels"] = rec.labels
+        save_tensors(out / "tensors.safetensors", tensors)
+
+
+def scenario_from_dict(data: dict[str, Any]) -> Scenario:
+    """A :class:`Scenario` from a plain dict (e.g. ``config.json``'s ``scenario``); unknown keys listed."""
+    known = set(Scenario.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown scenario option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    values = dict(data)
+    if "defenses" in values:
+        values["defenses"] = tuple(values["defenses"])
+    return Scenario(**values)

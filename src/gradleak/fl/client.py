@@ -1,0 +1,124 @@
+"""The client side of FL: what a client computes and sends.
+
+Example:
+    >>> import torch
+    >>> from gradleak.models import build_model
+    >>> from gradleak.fl import fedsgd_update
+    >>> model = build_model("mlp", shape=(1, 8, 8), num_classes=10, seed=0)
+    >>> x, y = torch.rand(2, 1, 8, 8), torch.tensor([3, 5])
+    >>> update = fedsgd_update(model, x, y)
+    >>> update.kind, update.num_examples
+    ('gradients', 2)
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gradleak.types import ClientUpdate, LocalTraining
+
+Mode = Literal["train", "eval"]
+
+
+def _client_copy(model: nn.Module, mode: Mode) -> nn.Module:
+    if mode not in ("train", "eval"):
+        raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+    client = copy.deepcopy(model)
+    client.train(mode == "train")
+    return client
+
+
+def _buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: b.detach().clone() for n, b in model.named_buffers() if "running" in n or "num_batches" in n}
+
+
+def fedsgd_update(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    mode: Mode = "eval",
+    share_buffers: bool = False,
+    labels_leak: bool = False,
+) -> ClientUpdate:
+    """One FedSGD gradient of the mean-reduced cross-entropy on ``(inputs, labels)``.
+
+    Args:
+        model: the global model (left untouched: the client works on a copy).
+        inputs: pixels in ``[0, 1]``, ``(B, C, H, W)``.
+        labels: ``(B,)`` integer labels.
+        mode: ``"train"`` or ``"eval"`` for BatchNorm/dropout, chosen explicitly.
+        share_buffers: send BN running statistics (after the forward pass) too.
+        labels_leak: put the labels in the update (a threat model where they leak).
+    """
+    client = _client_copy(model, mode)
+    params = dict(client.named_parameters())
+    loss = F.cross_entropy(client(inputs), labels)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    return ClientUpdate.from_gradients(
+        dict(zip(params, grads)),
+        num_examples=int(inputs.shape[0]),
+        buffers=_buffers(client) if share_buffers else None,
+        labels=labels.clone() if labels_leak else None,
+    )
+
+
+def local_sgd(
+    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, local: LocalTraining, *, seed: int = 0
+) -> nn.Module:
+    """Run the client's local SGD in place: ``local.epochs`` shuffled passes (or ``local.steps`` steps)."""
+    n = int(inputs.shape[0])
+    bs = local.batch_size or n
+    total = local.num_steps(n)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=local.lr)
+    step = 0
+    while step < total:
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, bs):
+            if step >= total:
+                break
+            idx = order[start:start + bs]
+            opt.zero_grad()
+            F.cross_entropy(model(inputs[idx]), labels[idx]).backward()
+            opt.step()
+            step += 1
+    return model
+
+
+def fedavg_update(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    local: LocalTraining,
+    *,
+    mode: Mode = "eval",
+    seed: int = 0,
+    share_buffers: bool = False,
+    labels_leak: bool = False,
+) -> ClientUpdate:
+    """A FedAvg update: the weight delta ``W_after - W_before`` after real local SGD.
+
+    Args:
+        model: the global model (left untouched).
+        inputs, labels: the client's local data.
+        local: lr, epochs, local batch size (and optionally a fixed number of steps).
+        mode: BatchNorm/dropout mode during local training.
+        seed: seeds the shuffling of mini-batches.
+        share_buffers: send BN running statistics after training.
+        labels_leak: put the labels in the update.
+    """
+    client = _client_copy(model, mode)
+    before = {n: p.detach().clone() for n, p in client.named_parameters()}
+    local_sgd(client, inputs, labels, local, seed=seed)
+    after = {n: p.detach().clone() for n, p in client.named_parameters()}
+    return ClientUpdate.from_weights(
+        before, after, int(inputs.shape[0]), local,
+        buffers=_buffers(client) if share_buffers else None,
+        labels=labels.clone() if labels_leak else None,
+    )
