@@ -5,13 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= dev
+# every optional feature, so that no test skips: generator priors, DP-SGD, Ray, Flower
+EXTRAS ?= dev,generative,dp,ray,flower
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean report-screenshot suite
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade --quiet pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
@@ -21,6 +21,7 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/gradleak attack ig --dataset mnist --model convnet --batch-size 4 --steps 1000 \
 		--seed 0 --out runs/demo --overwrite
+	$(BIN)/gradleak sweep bench/demo.toml --db runs/demo.sqlite --report runs/demo-report.html
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -30,6 +31,18 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/bench_attacks.py
+
+# The sweep report of the demo grid, opened in headless Chromium (Debian: apt-get install chromium);
+# writes runs/demo-report.html and runs/demo-report.png, fails on any error found in the page.
+report-screenshot: setup
+	test -f runs/demo.sqlite || $(BIN)/gradleak sweep bench/demo.toml --db runs/demo.sqlite --no-progress
+	$(BIN)/gradleak report runs/demo.sqlite -o runs/demo-report.html
+	$(BIN)/python -m gradleak.report.screenshot runs/demo-report.html runs/demo-report.png
+
+# The paper-shaped benchmark suite (about 30 minutes on 2 cores; resumable), its HTML and Markdown.
+suite: setup
+	$(BIN)/gradleak sweep bench/suite.toml --db runs/suite.sqlite --report runs/suite.html
+	$(BIN)/gradleak report runs/suite.sqlite --format md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -57,6 +57,10 @@ def print_summary(summary: dict[str, Any]) -> None:
                                          "exact_fraction")], _fmt(summary["seconds"]))
     console = Console()
     console.print(table)
+    state = summary.get("model_state")
+    if state:
+        console.print(f"model: {state['state']}, test accuracy {state['test_accuracy']:.3f} "
+                      f"(chance {state['chance']:.3f}){', from cache' if state.get('cached') else ''}")
     if summary.get("out_dir"):
         console.print(f"run folder: {summary['out_dir']}")
 

@@ -20,12 +20,15 @@ from typing import Any
 import torch
 
 from gradleak.attacks.base import Progress
+from gradleak.attacks.common.adaptive import adaptive_transform
 from gradleak.data import LABEL_MODES, load_dataset, sample_batch
 from gradleak.defenses.base import build_defenses
+from gradleak.defenses.pipeline import check_composition, client_seed, defend, defense_metrics
 from gradleak.errors import ConfigError
 from gradleak.fl import fedavg_update, fedsgd_update
 from gradleak.metrics import evaluate
 from gradleak.models import build_model
+from gradleak.models.state import parse_model_state, prepare_model
 from gradleak.registry import ATTACKS, check_kwargs
 from gradleak.runfolder import check_out_dir, image_grid, prepare_out_dir, save_tensors, write_json
 from gradleak.types import LocalTraining
@@ -48,6 +51,11 @@ class Scenario:
         seed: every random choice (data, model init, noise, attack starts) flows from it.
         defenses: ``NAME:key=value`` specs applied in order to the update.
         attack_options, model_options, dataset_options: extra keyword arguments.
+        model_state: ``untrained`` or ``trained:EPOCHS`` (trained on the training split, cached;
+            the attacked batch then comes from the held-out split).
+        checkpoint: a ``.safetensors`` / ``torch.save`` state dict to attack (weights only).
+        share_buffers: the client also sends its BatchNorm running statistics.
+        adaptive: the attacker copies the defenses' deterministic part onto its trial gradients.
     """
 
     attack: str = "ig"
@@ -67,6 +75,10 @@ class Scenario:
     attack_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    model_state: str = "untrained"
+    checkpoint: str | None = None
+    share_buffers: bool = False
+    adaptive: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` listing every invalid setting (names are checked by the registries)."""
@@ -79,6 +91,20 @@ class Scenario:
             problems.append(f"mode must be 'train' or 'eval', got {self.mode!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             problems.append(f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        try:
+            if parse_model_state(self.model_state) and self.checkpoint:
+                problems.append("choose either model_state trained:EPOCHS or a checkpoint, not both")
+        except ConfigError as err:
+            problems.append(str(err))
+        try:  # defense settings fail fast, before any data is loaded
+            check_composition(build_defenses(list(self.defenses), seed=self.seed))
+        except ConfigError as err:
+            problems.append(str(err))
+        if self.adaptive and "transform" not in inspect.signature(ATTACKS.get(self.attack)).parameters:
+            adaptive = [n for n in ATTACKS.names()
+                        if "transform" in inspect.signature(ATTACKS.get(n)).parameters]
+            problems.append(f"attack {self.attack!r} has no adaptive mode (a 'transform' option); "
+                            f"use one of {', '.join(adaptive)} or drop --adaptive")
         if problems:
             raise ConfigError("; ".join(problems))
         ATTACKS.get(self.attack)
@@ -88,10 +114,11 @@ class Scenario:
         return LocalTraining(self.local_lr, self.local_epochs, self.local_batch_size, self.local_steps)
 
 
-def build_attack(scenario: Scenario) -> Any:
-    """The attack with the scenario's seed and label setting filled in where it takes them."""
+def build_attack(scenario: Scenario, **extra: Any) -> Any:
+    """The attack with the scenario's seed and label setting filled in where it takes them
+    (``extra``: options computed at run time, e.g. the adaptive attacker's ``transform``)."""
     factory = ATTACKS.get(scenario.attack)
-    options = dict(scenario.attack_options)
+    options = {**scenario.attack_options, **extra}
     accepted = inspect.signature(factory).parameters
     if "seed" in accepted:
         options.setdefault("seed", scenario.seed)
@@ -114,19 +141,28 @@ def run_scenario(
     attack = build_attack(scenario)
     if out_dir is not None:
         check_out_dir(out_dir, overwrite=overwrite)
-    dataset = load_dataset(scenario.dataset, **scenario.dataset_options)
+    # untrained: the whole dataset; trained or a checkpoint: the held-out split (model_info says so)
+    model, dataset, model_info = prepare_model(
+        scenario.model, scenario.model_options, scenario.dataset, scenario.dataset_options,
+        seed=scenario.seed, model_state=scenario.model_state, checkpoint=scenario.checkpoint)
     truth = sample_batch(dataset, scenario.batch_size, seed=scenario.seed, label_mode=scenario.label_mode)
-    model = build_model(scenario.model, shape=dataset.shape, num_classes=dataset.num_classes,
-                        seed=scenario.seed, **scenario.model_options)
     model.train(scenario.mode == "train")
-    leak = scenario.labels == "known"
-    if scenario.protocol == "fedsgd":
-        update = fedsgd_update(model, truth.inputs, truth.labels, mode=scenario.mode, labels_leak=leak)
-    else:
-        update = fedavg_update(model, truth.inputs, truth.labels, scenario.local_training(),
-                               mode=scenario.mode, seed=scenario.seed, labels_leak=leak)
-    for defense in build_defenses(scenario.defenses, seed=scenario.seed):
-        update = defense(update, model=model)
+    leak, share = scenario.labels == "known", scenario.share_buffers
+
+    def client_update(m: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, trainer: Any) -> Any:
+        if scenario.protocol == "fedsgd":
+            return fedsgd_update(m, inputs, labels, mode=scenario.mode, labels_leak=leak,
+                                 share_buffers=share, trainer=trainer)
+        return fedavg_update(m, inputs, labels, scenario.local_training(), mode=scenario.mode,
+                             seed=scenario.seed, labels_leak=leak, share_buffers=share, trainer=trainer)
+
+    defended = defend(model, truth, scenario.defenses, client_update, seed=scenario.seed,
+                      sample=lambda k: sample_batch(dataset, scenario.batch_size,
+                                                    label_mode=scenario.label_mode,
+                                                    seed=client_seed(scenario.seed, k)))
+    model, update, truth = defended.model, defended.update, defended.truth
+    if scenario.adaptive:
+        attack = build_attack(scenario, transform=adaptive_transform(model, update))
     rec = attack.run(model, update, shape=dataset.shape, progress=progress)
     out = prepare_out_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
     metrics = evaluate(rec, truth)
@@ -139,6 +175,10 @@ def run_scenario(
                                             "exact_fraction")},
         "out_dir": str(out) if out is not None else None,
     }
+    if model_info is not None:
+        summary["model_state"] = model_info
+    summary["metrics"].update(defense_metrics(defended, metrics))
+    summary["adaptive"] = scenario.adaptive
     if out is not None:
         _write_run(out, scenario, summary, metrics, rec, truth, save_tensor_file)
     return summary
@@ -175,3 +215,31 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     if "defenses" in values:
         values["defenses"] = tuple(values["defenses"])
     return Scenario(**values)
+
+
+def attack_update_file(scenario: Scenario, path: str | Path, out_dir: str | Path, *,
+                       kind: str | None = None, num_examples: int | None = None,
+                       overwrite: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+    """Attack a saved update (no ground truth): the model comes from the scenario, the shape
+    and classes from its dataset; writes ``config.json``, ``reconstruction.png`` and tensors."""
+    from gradleak.update_io import load_update
+
+    scenario.validate()
+    attack = build_attack(scenario)
+    check_out_dir(out_dir, overwrite=overwrite)
+    local = scenario.local_training() if (kind or "") == "weight_delta" else None
+    update = load_update(path, kind=kind, num_examples=num_examples, local_training=local)
+    dataset = load_dataset(scenario.dataset, **scenario.dataset_options)
+    model = build_model(scenario.model, shape=dataset.shape, num_classes=dataset.num_classes,
+                        seed=scenario.seed, **scenario.model_options)
+    model.train(scenario.mode == "train")
+    rec = attack.run(model, update, shape=dataset.shape, progress=progress)
+    out = prepare_out_dir(out_dir, overwrite=overwrite)
+    summary = {"attack": scenario.attack, "update": str(path), "model": scenario.model,
+               "num_examples": update.num_examples, "seconds": rec.seconds, "out_dir": str(out),
+               "labels": None if rec.labels is None else rec.labels.tolist()}
+    write_json(out / "config.json", {"scenario": asdict(scenario), "update": str(path)})
+    write_json(out / "metrics.json", {**summary, "info": rec.info, "loss_history": rec.loss_history})
+    image_grid([rec.inputs]).save(out / "reconstruction.png")
+    save_tensors(out / "tensors.safetensors", {"reconstruction": rec.inputs})
+    return summary

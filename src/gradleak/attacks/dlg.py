@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from gradleak.attacks.base import Attack, Progress, attack_generator
-from gradleak.attacks.common.gradients import observed_gradient, trial_gradients
+from gradleak.attacks.common.gradients import TrialTransform, observed_gradient, trial_gradients
 from gradleak.attacks.common.lbfgs import lbfgs_minimise
 from gradleak.attacks.common.losses import l2_distance
 from gradleak.errors import ConfigError
@@ -56,14 +56,16 @@ class DLG(Attack):
         max_iter: evaluations per L-BFGS step.
         restarts: independent random starts (sequential), the lowest loss is kept.
         seed: seeds the random starts.
+        transform: an adaptive attacker's copy of the defense applied to trial gradients.
     """
 
     name = "dlg"
 
     def __init__(self, *, steps: int = 300, lr: float = 1.0, max_iter: int = 20, restarts: int = 1,
-                 seed: int = 0) -> None:
+                 seed: int = 0, transform: TrialTransform | None = None) -> None:
         check_lbfgs_settings(self.name, steps, restarts, lr, max_iter)
         self.steps, self.lr, self.max_iter, self.restarts, self.seed = steps, lr, max_iter, restarts, seed
+        self.transform = transform
 
     def _check(self, model: nn.Module, update: ClientUpdate) -> list[str]:
         return [] if last_linear(model) else ["the model has no nn.Linear output layer to size soft labels"]
@@ -73,13 +75,15 @@ class DLG(Attack):
         target = observed_gradient(model, update)
         classes = last_linear(model)[1].out_features  # type: ignore[index]
         gen = attack_generator(self.seed)
+        evaluations = [0]
         best: tuple[float, torch.Tensor, torch.Tensor, list[float]] | None = None
         for _ in range(self.restarts):
             x = torch.rand((1, update.num_examples, *shape), generator=gen).requires_grad_(True)
             logits = torch.randn((1, update.num_examples, classes), generator=gen).requires_grad_(True)
 
             def loss_fn() -> torch.Tensor:
-                trial = trial_gradients(model, x, logits.softmax(-1))  # noqa: B023
+                evaluations[0] += 1
+                trial = trial_gradients(model, x, logits.softmax(-1), self.transform)  # noqa: B023
                 return l2_distance(trial, target).sum()
 
             hist = lbfgs_minimise(loss_fn, [x, logits], steps=self.steps, lr=self.lr,
@@ -90,4 +94,5 @@ class DLG(Attack):
         assert best is not None
         final, x_best, logits_best, hist = best
         return Reconstruction(torch.nan_to_num(x_best, nan=0.5), logits_best.argmax(-1), hist,
-                              info={"labels_from": "optimised", "final_loss": final})
+                              info={"labels_from": "optimised", "final_loss": final,
+                                    "evaluations": evaluations[0]})

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from gradleak.attacks.base import Attack, Progress, attack_generator
-from gradleak.attacks.common.gradients import observed_gradient, trial_gradients
+from gradleak.attacks.common.gradients import TrialTransform, observed_gradient, trial_gradients
 from gradleak.attacks.common.labels import resolve_labels
 from gradleak.attacks.common.lbfgs import lbfgs_minimise
 from gradleak.attacks.common.losses import l2_distance
@@ -47,28 +47,32 @@ class IDLG(Attack):
         labels: ``auto`` (known if the update has them, else iDLG), ``restore``, ``known``,
             or a label method name.
         seed: seeds the random starts.
+        transform: an adaptive attacker's copy of the defense applied to trial gradients.
     """
 
     name = "idlg"
 
     def __init__(self, *, steps: int = 300, lr: float = 1.0, max_iter: int = 20, restarts: int = 1,
-                 labels: str = "restore", seed: int = 0) -> None:
+                 labels: str = "restore", seed: int = 0,
+                 transform: TrialTransform | None = None) -> None:
         check_lbfgs_settings(self.name, steps, restarts, lr, max_iter)
         self.steps, self.lr, self.max_iter, self.restarts = steps, lr, max_iter, restarts
-        self.labels, self.seed = labels, seed
+        self.labels, self.seed, self.transform = labels, seed, transform
 
     def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
                     progress: Progress | None = None) -> Reconstruction:
         target = observed_gradient(model, update)
-        labels, how = resolve_labels(model, update, self.labels)
+        labels, how = resolve_labels(model, update, self.labels, shape=shape)
         y = labels[None]
         gen = attack_generator(self.seed)
+        evaluations = [0]
         best: tuple[float, torch.Tensor, list[float]] | None = None
         for _ in range(self.restarts):
             x = torch.rand((1, update.num_examples, *shape), generator=gen).requires_grad_(True)
 
             def loss_fn() -> torch.Tensor:
-                return l2_distance(trial_gradients(model, x, y), target).sum()  # noqa: B023
+                evaluations[0] += 1
+                return l2_distance(trial_gradients(model, x, y, self.transform), target).sum()  # noqa: B023
 
             hist = lbfgs_minimise(loss_fn, [x], steps=self.steps, lr=self.lr,
                                   max_iter=self.max_iter, progress=progress)
@@ -78,4 +82,5 @@ class IDLG(Attack):
         assert best is not None
         final, x_best, hist = best
         return Reconstruction(torch.nan_to_num(x_best, nan=0.5), labels, hist,
-                              info={"labels_from": how, "final_loss": final})
+                              info={"labels_from": how, "final_loss": final,
+                                    "evaluations": evaluations[0]})

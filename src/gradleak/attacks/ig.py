@@ -79,7 +79,7 @@ class InvertingGradients(Attack):
     def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
                     progress: Progress | None = None) -> Reconstruction:
         target = observed_gradient(model, update)
-        labels, how = resolve_labels(model, update, self.labels)
+        labels, how = resolve_labels(model, update, self.labels, shape=shape)
         b, r = update.num_examples, self.restarts
         y = labels.expand(r, b)
         dist = DISTANCES[self.distance]

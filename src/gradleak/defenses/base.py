@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
@@ -72,7 +73,7 @@ def build_defenses(specs: list[str] | tuple[str, ...], *, seed: int = 0) -> list
     for i, spec in enumerate(specs):
         name, options = parse_spec(spec)
         factory = DEFENSES.get(name)
-        if "seed" not in options and "seed" in getattr(factory, "__init__").__code__.co_varnames:
+        if "seed" not in options and "seed" in inspect.signature(factory).parameters:
             options["seed"] = seed + 1000 * (i + 1)
         built.append(DEFENSES.create(name, **options))
     return built

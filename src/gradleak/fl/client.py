@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,20 @@ from torch import nn
 from gradleak.types import ClientUpdate, LocalTraining
 
 Mode = Literal["train", "eval"]
+
+
+class LocalTrainer(Protocol):
+    """A defense that changes how the client trains (DP-SGD, MixUp), passed as ``trainer``."""
+
+    def gradient(self, model: nn.Module, inputs: torch.Tensor,
+                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The FedSGD gradient the client computes, keyed by parameter name."""
+        ...
+
+    def train(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+              local: LocalTraining, *, seed: int = 0) -> nn.Module:
+        """Local training in place (replaces :func:`local_sgd`)."""
+        ...
 
 
 def _client_copy(model: nn.Module, mode: Mode) -> nn.Module:
@@ -45,6 +59,7 @@ def fedsgd_update(
     mode: Mode = "eval",
     share_buffers: bool = False,
     labels_leak: bool = False,
+    trainer: LocalTrainer | None = None,
 ) -> ClientUpdate:
     """One FedSGD gradient of the mean-reduced cross-entropy on ``(inputs, labels)``.
 
@@ -55,13 +70,17 @@ def fedsgd_update(
         mode: ``"train"`` or ``"eval"`` for BatchNorm/dropout, chosen explicitly.
         share_buffers: send BN running statistics (after the forward pass) too.
         labels_leak: put the labels in the update (a threat model where they leak).
+        trainer: a training defense (DP-SGD, MixUp) that computes the gradient instead.
     """
     client = _client_copy(model, mode)
     params = dict(client.named_parameters())
-    loss = F.cross_entropy(client(inputs), labels)
-    grads = torch.autograd.grad(loss, list(params.values()))
+    if trainer is not None:
+        named = trainer.gradient(client, inputs, labels)
+    else:
+        loss = F.cross_entropy(client(inputs), labels)
+        named = dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
     return ClientUpdate.from_gradients(
-        dict(zip(params, grads)),
+        named,
         num_examples=int(inputs.shape[0]),
         buffers=_buffers(client) if share_buffers else None,
         labels=labels.clone() if labels_leak else None,
@@ -101,6 +120,7 @@ def fedavg_update(
     seed: int = 0,
     share_buffers: bool = False,
     labels_leak: bool = False,
+    trainer: LocalTrainer | None = None,
 ) -> ClientUpdate:
     """A FedAvg update: the weight delta ``W_after - W_before`` after real local SGD.
 
@@ -112,10 +132,11 @@ def fedavg_update(
         seed: seeds the shuffling of mini-batches.
         share_buffers: send BN running statistics after training.
         labels_leak: put the labels in the update.
+        trainer: a training defense (DP-SGD, MixUp) that runs local training instead.
     """
     client = _client_copy(model, mode)
     before = {n: p.detach().clone() for n, p in client.named_parameters()}
-    local_sgd(client, inputs, labels, local, seed=seed)
+    (trainer.train if trainer is not None else local_sgd)(client, inputs, labels, local, seed=seed)
     after = {n: p.detach().clone() for n, p in client.named_parameters()}
     return ClientUpdate.from_weights(
         before, after, int(inputs.shape[0]), local,

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from gradleak.errors import ConfigError
-from gradleak.models import zoo  # noqa: F401  (registers the built-in models)
+from gradleak.models import resnet, zoo  # noqa: F401  (registers the built-in models)
 from gradleak.models.layers import Normalize, has_batchnorm, last_linear
 from gradleak.registry import MODELS, check_kwargs
 

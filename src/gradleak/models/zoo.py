@@ -21,9 +21,14 @@ Shape = Sequence[int]
 
 
 @register_model("mlp")
-def mlp(shape: Shape, num_classes: int, widths: Sequence[int] = (200, 200),
+def mlp(shape: Shape, num_classes: int, widths: Sequence[int] | int = (200, 200),
         mean: float = 0.5, std: float = 0.5) -> nn.Module:
-    """A ReLU multi-layer perceptron: ``Normalize → Flatten → (Linear → ReLU)* → Linear``."""
+    """A ReLU multi-layer perceptron: ``Normalize → Flatten → (Linear → ReLU)* → Linear``.
+
+    ``widths`` lists the hidden widths; a single number means one hidden layer.
+    """
+    if isinstance(widths, int):
+        widths = (widths,)
     layers: list[nn.Module] = [Normalize(mean, std), nn.Flatten()]
     fan_in = int(torch.tensor(shape).prod())
     for w in widths:

@@ -15,10 +15,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from gradleak.attacks.common.gradients import observed_gradient
+from gradleak.attacks.common.label_counts import check_applicable
 from gradleak.errors import ConfigError, NotApplicableError
 from gradleak.models.layers import last_linear
 from gradleak.registry import LABEL_METHODS, register_label_method
@@ -48,6 +52,7 @@ def restore_idlg(model: nn.Module, update: ClientUpdate) -> torch.Tensor:
             [f"it needs batch size 1, the update has {update.num_examples} examples; "
              f"use --labels known or a batch method ({', '.join(batch_label_methods())})"],
         )
+    check_applicable(model, update, "idlg", nonnegative=True, alternatives=("lsq", "bias", "ilrg"))
     weight_grad, _ = last_layer_gradients(model, update)
     return weight_grad.sum(dim=1).argmin().reshape(1)
 
@@ -57,14 +62,19 @@ def batch_label_methods() -> list[str]:
     return [n for n in LABEL_METHODS.names() if n != "idlg"] or ["(none yet)"]
 
 
-def resolve_labels(model: nn.Module, update: ClientUpdate, labels: str) -> tuple[torch.Tensor, str]:
+def resolve_labels(model: nn.Module, update: ClientUpdate, labels: str,
+                   shape: Sequence[int] | None = None) -> tuple[torch.Tensor, str]:
     """The labels an attack uses, and how it got them.
 
     Args:
         labels: ``"known"`` (the update carries them), ``"restore"`` (the default method for
-            the batch size: ``idlg`` for one sample), ``"auto"`` (known when present, else
-            restore) or a registered method name.
+            the batch size: ``idlg`` for one sample, else the first of ``DEFAULT_BATCH_METHODS``
+            that applies), ``"auto"`` (known when present, else restore) or a registered method name.
+        shape: the input shape ``(C, H, W)`` when the caller knows it (count methods forward
+            dummy inputs; without it the shape is probed from the model).
     """
+    if shape is not None:
+        update = replace(update, meta={**update.meta, "input_shape": tuple(int(s) for s in shape)})
     if labels in ("known", "auto") and update.labels is not None:
         return update.labels.clone(), "known"
     if labels == "known":
@@ -72,15 +82,29 @@ def resolve_labels(model: nn.Module, update: ClientUpdate, labels: str) -> tuple
             "--labels known needs labels in the update (the threat model where they leak); "
             "use --labels restore to infer them from the gradient"
         )
-    method = labels
-    if labels in ("restore", "auto"):
-        method = "idlg" if update.num_examples == 1 else _default_batch_method()
-    restored = LABEL_METHODS.get(method)(model, update)
-    return restored.long(), method
+    if labels not in ("restore", "auto"):
+        return LABEL_METHODS.get(labels)(model, update).long(), labels
+    if update.num_examples == 1:
+        try:
+            return LABEL_METHODS.get("idlg")(model, update).long(), "idlg"
+        except NotApplicableError:
+            pass
+    reasons = []
+    for method in DEFAULT_BATCH_METHODS:
+        try:
+            return LABEL_METHODS.get(method)(model, update).long(), method
+        except NotApplicableError as err:
+            reasons.append(str(err))
+    raise NotApplicableError("label restoration", reasons + ["use --labels known"])
+
+
+DEFAULT_BATCH_METHODS = ("lsq", "bias", "geng")
+"""Tried in order by ``--labels restore`` (see bench/bench_labels.py for the measurements)."""
 
 
 def _default_batch_method() -> str:
-    for name in ("ilrg", "geng", "llg", "yin"):
-        if name in LABEL_METHODS:
-            return name
-    return "idlg"
+    return DEFAULT_BATCH_METHODS[0]
+
+
+# Batch label methods live in their own modules; importing them here registers them.
+from gradleak.attacks.common import label_geng, label_ilrg, label_lsq, label_yin_llg  # noqa: E402, F401

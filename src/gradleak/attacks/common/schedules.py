@@ -15,6 +15,8 @@ def step_decay_milestones(steps: int) -> list[int]:
     return [int(steps * f) for f in (3 / 8, 5 / 8, 7 / 8)]
 
 
-def step_decay(optimizer: torch.optim.Optimizer, steps: int, gamma: float = 0.1) -> torch.optim.lr_scheduler.MultiStepLR:
+def step_decay(
+    optimizer: torch.optim.Optimizer, steps: int, gamma: float = 0.1
+) -> torch.optim.lr_scheduler.MultiStepLR:
     """A ``MultiStepLR`` that multiplies the lr by ``gamma`` at 3/8, 5/8 and 7/8 of ``steps``."""
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, step_decay_milestones(steps), gamma)
