@@ -52,6 +52,7 @@ def speed_table() -> None:
         for b in (1, 4):
             ds, truth, model, update = setup(model_name, b)
             floor = floor_rate(model, truth.inputs, truth.labels)
+            gl.create_attack(attack, steps=2).run(model, update, shape=ds.shape)  # warm-up: lazy imports
             rec = gl.create_attack(attack, steps=steps).run(model, update, shape=ds.shape)
             evals = rec.info.get("evaluations", steps)
             rate = evals / rec.seconds
@@ -62,6 +63,7 @@ def speed_table() -> None:
     print("| restarts R | seconds | seconds / (R x one restart) |")
     print("|---|---|---|")
     ds, truth, model, update = setup("convnet", 1)
+    gl.create_attack("ig", steps=2, restarts=2).run(model, update, shape=ds.shape)  # warm-up
     base = None
     for r in (1, 4, 8):
         rec = gl.create_attack("ig", steps=100, restarts=r).run(model, update, shape=ds.shape)

@@ -168,3 +168,17 @@ def test_completion_of_missing_directions(missing):
     found = complete(true[missing:], L, R, W, bias, alive, tol)
     hits = (found @ true[:missing].T).abs().max(0).values
     assert (hits > 1 - 1e-9).all()
+
+
+def test_row_ratios_and_input_logits():
+    """A neuron that fires for one sample only gives that sample exactly; logits favour off rows."""
+    from gradleak.attacks.common.spear_hybrid import input_logits, row_ratio_inputs
+
+    W, bias, X, G, L, R = _synthetic(m=80, r=3, n=8, seed=1)
+    single = ((G != 0).sum(1) == 1).nonzero().flatten()
+    assert len(single) > 0
+    ratios = row_ratio_inputs(G[single] @ X, G[single].sum(1), torch.ones(len(single), dtype=torch.bool))
+    assert (torch.cdist(ratios, X).min(1).values < 1e-10).all()
+    logits = input_logits(X[:1], W, bias)
+    z = X[:1] @ W.T + bias
+    assert logits[0, z[0].argmin()] == logits.max()

@@ -126,7 +126,7 @@ class Spear(Attack):
             the last direction) or ``sample`` (the paper's uniform sampling only).
         max_samples: most row subsets to sample before giving up (best effort is returned).
         batch: subsets per batched QR.
-        max_seconds: optional wall-clock budget for the search.
+        max_seconds: wall-clock budget for the search (default 300 s; ``None``: until ``max_samples``).
         tau: share of the live rows (beyond the ``b − 1`` sampled ones) a direction must also be
             zero on (the sparsity filter's τ*; rows dead for every sample are not counted).
         zero_tol: relative threshold for a zero entry; ``None`` picks it from the spectrum's noise.
@@ -142,7 +142,7 @@ class Spear(Attack):
     name = "spear"
 
     def __init__(self, *, method: str = "hybrid", max_samples: int = 50_000_000, batch: int = 4096,
-                 max_seconds: float | None = None, tau: float = 0.1, zero_tol: float | None = None,
+                 max_seconds: float | None = 300.0, tau: float = 0.1, zero_tol: float | None = None,
                  rank_tol: float = 1e-5, accept: float = 0.99, labels: str = "auto",
                  seed: int = 0) -> None:
         problems = []

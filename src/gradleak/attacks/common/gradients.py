@@ -86,6 +86,10 @@ def trial_gradients(
 
 def _plain_gradients(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor,
                      y: torch.Tensor) -> GradList:
+    own = list(model.parameters())
+    if all(p.requires_grad for p in own):  # fast path: the model's own leaves, no re-binding
+        loss = soft_cross_entropy(model(x), y)
+        return list(torch.autograd.grad(loss, own, create_graph=True))
     leaves = [p.requires_grad_(True) for p in params.values()]
     loss = soft_cross_entropy(functional_call(model, params, (x,)), y)
     return list(torch.autograd.grad(loss, leaves, create_graph=True))
