@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -23,7 +24,7 @@ Progress = Callable[[int, int, float], None]
 """``progress(step, total, loss)``: called by attacks as they run (for progress bars)."""
 
 
-class Attack:
+class Attack(ABC):
     """Base of all attacks: ``check`` lists every reason it cannot run, ``reconstruct`` runs it.
 
     Subclasses set ``name``, take their hyper-parameters as keyword-only constructor
@@ -44,10 +45,10 @@ class Attack:
     def _check(self, model: nn.Module, update: ClientUpdate) -> list[str]:
         return []
 
+    @abstractmethod
     def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
                     progress: Progress | None = None) -> Reconstruction:
         """Recover the client's inputs (``(num_examples, *shape)`` pixels in [0, 1])."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def run(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
             progress: Progress | None = None) -> Reconstruction:

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from typing import Any
 
 from torch import nn
@@ -22,7 +23,7 @@ from gradleak.registry import DEFENSES
 from gradleak.types import ClientUpdate
 
 
-class Defense:
+class Defense(ABC):
     """Base of update-transforming defenses.
 
     Subclasses set ``name`` and implement ``__call__``; ``spec`` is recorded in the update's
@@ -31,8 +32,9 @@ class Defense:
 
     name = "defense"
 
+    @abstractmethod
     def __call__(self, update: ClientUpdate, *, model: nn.Module | None = None) -> ClientUpdate:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Return the defended update (the input is never modified)."""
 
     @property
     def spec(self) -> str:

@@ -130,7 +130,7 @@ def train_prior(
         lr: Adam learning rate (betas 0.5, 0.999) of both networks.
         seed: seeds initialisation, shuffling and latents.
         out: where to save the safetensors weights (optional).
-        samples_dir: where to write ``epoch_XXX.png`` sample grids (optional).
+        samples_dir: where to write ``epoch_NNN.png`` sample grids (optional).
         sample_every: epochs between sample grids.
         ema: decay of the exponential moving average of the generator's weights (with warm-up
             ``min(ema, (1 + t) / (10 + t))``), which is what is returned, sampled and saved, after
