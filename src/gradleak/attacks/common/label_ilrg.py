@@ -46,7 +46,7 @@ def ilrg_raw_counts(weight_grad: torch.Tensor, bias_grad: torch.Tensor, weight: 
         >>> e = torch.tensor([[1.0, 0.0]])                  # one sample of class 1
         >>> p = torch.softmax(e @ w.T + b, -1)[0]
         >>> g = p - torch.tensor([0.0, 1.0])
-        >>> ilrg_raw_counts(g[:, None] * e, g, w, b, 1).round().tolist()
+        >>> (ilrg_raw_counts(g[:, None] * e, g, w, b, 1).round() + 0.0).tolist()
         [0.0, 1.0]
     """
     gw, gb = weight_grad.double(), bias_grad.double()
