@@ -25,7 +25,7 @@ from torch import nn
 from gradleak.attacks.common.bn_prior import BNStatisticsPrior
 from gradleak.attacks.common.gradients import observed_gradient
 from gradleak.attacks.common.labels import resolve_labels
-from gradleak.attacks.geng import invert_with_labels
+from gradleak.attacks.common.matching import invert_with_labels
 from gradleak.data import load_dataset, sample_batch
 from gradleak.fl import fedavg_update, fedsgd_update
 from gradleak.metrics import evaluate

@@ -8,7 +8,8 @@ from torch import nn
 
 from gradleak.attacks.common.bn_prior import BNStatisticsPrior, bn_targets
 from gradleak.attacks.common.gradients import observed_gradient
-from gradleak.attacks.geng import Geng, invert_with_labels
+from gradleak.attacks.common.matching import invert_with_labels
+from gradleak.attacks.geng import Geng
 from gradleak.errors import ConfigError
 from gradleak.fl import fedavg_update, fedsgd_update
 from gradleak.metrics import evaluate

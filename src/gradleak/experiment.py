@@ -21,15 +21,14 @@ import torch
 
 from gradleak.attacks.base import Progress
 from gradleak.attacks.common.adaptive import adaptive_transform
-from gradleak.data import LABEL_MODES, load_dataset, sample_batch
+from gradleak.data import LABEL_MODES, sample_batch
 from gradleak.defenses.base import build_defenses
 from gradleak.defenses.pipeline import check_composition, client_seed, defend, defense_metrics
 from gradleak.errors import ConfigError
 from gradleak.fl import fedavg_update, fedsgd_update
 from gradleak.metrics import evaluate
-from gradleak.models import build_model
 from gradleak.models.state import parse_model_state, prepare_model
-from gradleak.registry import ATTACKS, check_kwargs
+from gradleak.registry import ATTACKS
 from gradleak.runfolder import check_out_dir, image_grid, prepare_out_dir, save_tensors, write_json
 from gradleak.types import LocalTraining
 
@@ -124,8 +123,7 @@ def build_attack(scenario: Scenario, **extra: Any) -> Any:
         options.setdefault("seed", scenario.seed)
     if "labels" in accepted:
         options.setdefault("labels", scenario.labels)
-    check_kwargs(factory, options, f"attack {scenario.attack!r}")
-    return factory(**options)
+    return ATTACKS.create(scenario.attack, **options)
 
 
 def run_scenario(
@@ -229,9 +227,8 @@ def attack_update_file(scenario: Scenario, path: str | Path, out_dir: str | Path
     check_out_dir(out_dir, overwrite=overwrite)
     local = scenario.local_training() if (kind or "") == "weight_delta" else None
     update = load_update(path, kind=kind, num_examples=num_examples, local_training=local)
-    dataset = load_dataset(scenario.dataset, **scenario.dataset_options)
-    model = build_model(scenario.model, shape=dataset.shape, num_classes=dataset.num_classes,
-                        seed=scenario.seed, **scenario.model_options)
+    model, dataset, _ = prepare_model(scenario.model, scenario.model_options, scenario.dataset,
+                                      scenario.dataset_options, seed=scenario.seed)
     model.train(scenario.mode == "train")
     rec = attack.run(model, update, shape=dataset.shape, progress=progress)
     out = prepare_out_dir(out_dir, overwrite=overwrite)

@@ -30,20 +30,10 @@ from gradleak.attacks.base import Attack, Progress, attack_generator
 from gradleak.attacks.common.gradients import TrialTransform, observed_gradient, trial_gradients
 from gradleak.attacks.common.lbfgs import lbfgs_minimise
 from gradleak.attacks.common.losses import l2_distance
-from gradleak.errors import ConfigError
+from gradleak.attacks.common.matching import check_optimisation_settings
 from gradleak.models.layers import last_linear
 from gradleak.registry import register_attack
 from gradleak.types import ClientUpdate, Reconstruction
-
-
-def check_lbfgs_settings(name: str, steps: int, restarts: int, lr: float, max_iter: int) -> None:
-    """Validate the settings DLG and iDLG share."""
-    problems = [f"{k} must be >= 1, got {v}" for k, v in
-                (("steps", steps), ("restarts", restarts), ("max_iter", max_iter)) if v < 1]
-    if not lr > 0:
-        problems.append(f"lr must be > 0, got {lr}")
-    if problems:
-        raise ConfigError(f"{name}: " + "; ".join(problems))
 
 
 @register_attack("dlg")
@@ -63,7 +53,7 @@ class DLG(Attack):
 
     def __init__(self, *, steps: int = 300, lr: float = 1.0, max_iter: int = 20, restarts: int = 1,
                  seed: int = 0, transform: TrialTransform | None = None) -> None:
-        check_lbfgs_settings(self.name, steps, restarts, lr, max_iter)
+        check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, max_iter=max_iter)
         self.steps, self.lr, self.max_iter, self.restarts, self.seed = steps, lr, max_iter, restarts, seed
         self.transform = transform
 

@@ -40,9 +40,9 @@ from gradleak.attacks.base import Attack, Progress, attack_generator
 from gradleak.attacks.common.gradients import soft_cross_entropy
 from gradleak.attacks.common.labels import resolve_labels
 from gradleak.attacks.common.losses import DISTANCES
+from gradleak.attacks.common.matching import check_optimisation_settings
 from gradleak.attacks.common.optimize import best_restart, optimise_inputs
 from gradleak.attacks.common.priors import total_variation
-from gradleak.attacks.geng import check_optimisation_settings
 from gradleak.models.layers import has_batchnorm
 from gradleak.registry import register_attack
 from gradleak.types import ClientUpdate, LocalTraining, Reconstruction

@@ -29,36 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
-from gradleak.attacks.base import Attack, Progress, attack_generator
+from gradleak.attacks.base import Attack, Progress
 from gradleak.attacks.common.bn_prior import BNStatisticsPrior
-from gradleak.attacks.common.gradients import TrialTransform, observed_gradient, trial_gradients
+from gradleak.attacks.common.gradients import TrialTransform, observed_gradient
 from gradleak.attacks.common.labels import resolve_labels
-from gradleak.attacks.common.losses import DISTANCES
-from gradleak.attacks.common.optimize import best_restart, optimise_inputs
-from gradleak.attacks.common.priors import total_variation
-from gradleak.errors import ConfigError
+from gradleak.attacks.common.matching import check_optimisation_settings, invert_with_labels
 from gradleak.registry import register_attack
 from gradleak.types import ClientUpdate, Reconstruction
-
-
-def check_optimisation_settings(name: str, **values: float) -> None:
-    """Raise :class:`ConfigError` listing every out-of-range optimisation setting."""
-    problems = []
-    for key in ("steps", "restarts", "seeds"):
-        if key in values and values[key] < 1:
-            problems.append(f"{key} must be >= 1, got {values[key]}")
-    if "lr" in values and not values["lr"] > 0:
-        problems.append(f"lr must be > 0, got {values['lr']}")
-    for key in ("tv", "bn", "l2", "group"):
-        if key in values and values[key] < 0:
-            problems.append(f"{key} must be >= 0, got {values[key]}")
-    if "distance" in values and values["distance"] not in DISTANCES:
-        problems.append(f"distance must be one of {', '.join(DISTANCES)}, got {values['distance']!r}")
-    if problems:
-        raise ConfigError(f"{name}: " + "; ".join(problems))
 
 
 @register_attack("geng")
@@ -99,26 +78,3 @@ class Geng(Attack):
             distance=self.distance, signed=self.signed, seed=self.seed, transform=self.transform,
             progress=progress, info={"labels_from": how})
 
-
-def invert_with_labels(model: nn.Module, target: list[torch.Tensor], labels: torch.Tensor, *,
-                       shape: Sequence[int], steps: int, lr: float, tv: float, bn_weight: float,
-                       bn_prior: BNStatisticsPrior, restarts: int, distance: str, signed: bool,
-                       seed: int, transform: TrialTransform | None = None,
-                       progress: Progress | None = None, info: dict | None = None) -> Reconstruction:
-    """Gradient matching with fixed ``labels`` (used by ``geng`` and by the label-swap bench)."""
-    b, r = len(labels), restarts
-    y = labels.expand(r, b)
-    dist = DISTANCES[distance]
-    use_bn = bn_prior.active and bn_weight > 0
-
-    def loss_fn(x: torch.Tensor) -> torch.Tensor:
-        loss = dist(trial_gradients(model, x, y, transform), target) + tv * total_variation(x)
-        return loss + bn_weight * bn_prior(x) if use_bn else loss
-
-    x0 = torch.rand((r, b, *shape), generator=attack_generator(seed))
-    x, history = optimise_inputs(loss_fn, x0, steps=steps, lr=lr, signed=signed, progress=progress)
-    best, final = best_restart(loss_fn, x)
-    details = dict(info or {})
-    details.update({"best_restart": best, "final_loss": final,
-                    "bn_prior": bn_prior.source if use_bn else "off"})
-    return Reconstruction(x[best], labels, history[best], info=details)

@@ -36,9 +36,9 @@ from gradleak.attacks.common.bn_prior import BNStatisticsPrior, GroupConsistency
 from gradleak.attacks.common.gradients import TrialTransform, observed_gradient, trial_gradients
 from gradleak.attacks.common.labels import resolve_labels
 from gradleak.attacks.common.losses import DISTANCES
+from gradleak.attacks.common.matching import check_optimisation_settings
 from gradleak.attacks.common.optimize import best_restart, optimise_inputs
 from gradleak.attacks.common.priors import total_variation
-from gradleak.attacks.geng import check_optimisation_settings
 from gradleak.errors import ConfigError
 from gradleak.registry import register_attack
 from gradleak.types import ClientUpdate, Reconstruction

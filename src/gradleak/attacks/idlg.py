@@ -30,7 +30,7 @@ from gradleak.attacks.common.gradients import TrialTransform, observed_gradient,
 from gradleak.attacks.common.labels import resolve_labels
 from gradleak.attacks.common.lbfgs import lbfgs_minimise
 from gradleak.attacks.common.losses import l2_distance
-from gradleak.attacks.dlg import check_lbfgs_settings
+from gradleak.attacks.common.matching import check_optimisation_settings
 from gradleak.registry import register_attack
 from gradleak.types import ClientUpdate, Reconstruction
 
@@ -55,7 +55,7 @@ class IDLG(Attack):
     def __init__(self, *, steps: int = 300, lr: float = 1.0, max_iter: int = 20, restarts: int = 1,
                  labels: str = "restore", seed: int = 0,
                  transform: TrialTransform | None = None) -> None:
-        check_lbfgs_settings(self.name, steps, restarts, lr, max_iter)
+        check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, max_iter=max_iter)
         self.steps, self.lr, self.max_iter, self.restarts = steps, lr, max_iter, restarts
         self.labels, self.seed, self.transform = labels, seed, transform
 

@@ -24,16 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
-from gradleak.attacks.base import Attack, Progress, attack_generator
-from gradleak.attacks.common.gradients import TrialTransform, observed_gradient, trial_gradients
+from gradleak.attacks.base import Attack, Progress
+from gradleak.attacks.common.gradients import TrialTransform, observed_gradient
 from gradleak.attacks.common.labels import resolve_labels
-from gradleak.attacks.common.losses import DISTANCES
-from gradleak.attacks.common.optimize import best_restart, optimise_inputs
-from gradleak.attacks.common.priors import total_variation
-from gradleak.errors import ConfigError
+from gradleak.attacks.common.matching import check_optimisation_settings, invert_with_labels
 from gradleak.registry import register_attack
 from gradleak.types import ClientUpdate, Reconstruction
 
@@ -59,19 +55,7 @@ class InvertingGradients(Attack):
     def __init__(self, *, steps: int = 1000, lr: float = 0.1, tv: float = 1e-2, restarts: int = 1,
                  distance: str = "cosine", signed: bool = True, labels: str = "auto", seed: int = 0,
                  transform: TrialTransform | None = None) -> None:
-        problems = []
-        if steps < 1:
-            problems.append(f"steps must be >= 1, got {steps}")
-        if restarts < 1:
-            problems.append(f"restarts must be >= 1, got {restarts}")
-        if not lr > 0:
-            problems.append(f"lr must be > 0, got {lr}")
-        if tv < 0:
-            problems.append(f"tv must be >= 0, got {tv}")
-        if distance not in DISTANCES:
-            problems.append(f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
-        if problems:
-            raise ConfigError("ig: " + "; ".join(problems))
+        check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, tv=tv, distance=distance)
         self.steps, self.lr, self.tv, self.restarts = steps, lr, tv, restarts
         self.distance, self.signed, self.labels, self.seed = distance, signed, labels, seed
         self.transform = transform
@@ -80,17 +64,7 @@ class InvertingGradients(Attack):
                     progress: Progress | None = None) -> Reconstruction:
         target = observed_gradient(model, update)
         labels, how = resolve_labels(model, update, self.labels, shape=shape)
-        b, r = update.num_examples, self.restarts
-        y = labels.expand(r, b)
-        dist = DISTANCES[self.distance]
-
-        def loss_fn(x: torch.Tensor) -> torch.Tensor:
-            trial = trial_gradients(model, x, y, self.transform)
-            return dist(trial, target) + self.tv * total_variation(x)
-
-        x0 = torch.rand((r, b, *shape), generator=attack_generator(self.seed))
-        x, history = optimise_inputs(loss_fn, x0, steps=self.steps, lr=self.lr,
-                                     signed=self.signed, progress=progress)
-        best, final = best_restart(loss_fn, x)
-        return Reconstruction(x[best], labels, history[best],
-                              info={"labels_from": how, "best_restart": best, "final_loss": final})
+        return invert_with_labels(model, target, labels, shape=shape, steps=self.steps, lr=self.lr,
+                                  tv=self.tv, restarts=self.restarts, distance=self.distance,
+                                  signed=self.signed, seed=self.seed, transform=self.transform,
+                                  progress=progress, info={"labels_from": how})

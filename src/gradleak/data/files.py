@@ -162,7 +162,11 @@ def cifar100(data_dir: str | Path | None = None, split: str = "train", coarse: b
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     """Read an IDX file of unsigned bytes (optionally gzipped), checking its magic number and size."""
     try:
-        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+        if path.suffix == ".gz":
+            with gzip.open(path) as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
     except (OSError, EOFError) as err:
         raise DataError(f"{path} could not be read ({err}); the file is corrupt or truncated") from err
     if len(raw) < 4:

@@ -204,7 +204,7 @@ def train_prior(
                 recalibrate_batchnorm(avg, gen=torch.Generator().manual_seed(seed + 2))
             sample_grid(avg if ema else g, Path(samples_dir) / f"epoch_{epoch:03d}.png", seed=seed)
         log.info("epoch %d/%d: loss_d %.3f loss_g %.3f", epoch, epochs, loss_d.item(), loss_g.item())
-    if ema:
+    if ema and samples_dir is None:  # with sample grids, the last epoch's grid already recalibrated it
         recalibrate_batchnorm(avg, gen=torch.Generator().manual_seed(seed + 2))
     final = avg if ema else g.eval()
     if out is not None:
