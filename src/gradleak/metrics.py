@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from gradleak.types import GroundTruth, Reconstruction
 
@@ -35,6 +34,8 @@ def psnr(mse: float, peak: float = 1.0) -> float:
 
 def match(reconstructed: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
     """The Hungarian assignment minimising pairwise MSE: ``order[i]`` is the reconstruction for truth ``i``."""
+    from scipy.optimize import linear_sum_assignment  # imported here: keeps `import gradleak` fast
+
     a = reconstructed.reshape(reconstructed.shape[0], -1).double()
     b = truth.reshape(truth.shape[0], -1).double()
     cost = torch.cdist(b, a).pow(2).numpy() / a.shape[1]

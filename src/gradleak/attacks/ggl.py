@@ -37,7 +37,7 @@ from torch.func import functional_call
 
 from gradleak.attacks.base import Attack, Progress, attack_generator
 from gradleak.attacks.common.gradients import TrialTransform, observed_gradient
-from gradleak.attacks.common.labels import resolve_labels
+from gradleak.attacks.common.labels import labels_available, resolve_labels
 from gradleak.attacks.common.losses import cosine_distance, l2_distance
 from gradleak.attacks.common.optimize import best_restart, optimise_inputs
 from gradleak.attacks.common.population import population_gradients
@@ -118,9 +118,7 @@ class GGL(Attack):
         self.labels, self.seed, self.transform, self.backend = labels, seed, transform, backend
 
     def _check(self, model: nn.Module, update: ClientUpdate) -> list[str]:
-        if update.labels is None and last_linear(model) is None:
-            return ["labels are not in the update and the model has no nn.Linear layer to restore them from"]
-        return []
+        return labels_available(model, update)
 
     def objective(self, model: nn.Module, generator: Generator, target: list[torch.Tensor],
                   labels: torch.Tensor, shape: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -49,13 +49,12 @@ from gradleak.attacks.base import Attack, Progress, attack_generator
 from gradleak.attacks.common.gradients import TrialTransform, observed_gradient, trial_gradients
 from gradleak.attacks.common.l1_ball import project_to_ball_around
 from gradleak.attacks.common.label_map import map_labels, parse_label_map
-from gradleak.attacks.common.labels import resolve_labels
+from gradleak.attacks.common.labels import labels_available, resolve_labels
 from gradleak.attacks.common.losses import cosine_distance
 from gradleak.attacks.common.priors import total_variation
 from gradleak.errors import ConfigError
 from gradleak.generative.base import Generator, check_compatible
 from gradleak.generative.hub import load_generator
-from gradleak.models.layers import last_linear
 from gradleak.registry import register_attack
 from gradleak.types import ClientUpdate, Reconstruction
 
@@ -148,9 +147,7 @@ class GIFD(Attack):
         self.labels, self.seed, self.transform = labels, seed, transform
 
     def _check(self, model: nn.Module, update: ClientUpdate) -> list[str]:
-        if update.labels is None and last_linear(model) is None:
-            return ["labels are not in the update and the model has no nn.Linear layer to restore them from"]
-        return []
+        return labels_available(model, update)
 
     def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
                     progress: Progress | None = None) -> Reconstruction:

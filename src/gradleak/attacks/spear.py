@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from gradleak.attacks.base import Attack, Progress, attack_generator
+from gradleak.attacks.common.gradients import delta_scale
 from gradleak.attacks.common.labels import resolve_labels
 from gradleak.attacks.common.spear_hybrid import (
     directions_from_inputs,
@@ -110,9 +111,7 @@ def layer_gradients(update: ClientUpdate, name: str) -> tuple[torch.Tensor, torc
     gw = update.tensors[f"{name}.weight"].detach().double()
     gb = update.tensors[f"{name}.bias"].detach().double()
     if update.kind == "weight_delta":
-        local = update.local_training
-        assert local is not None  # guaranteed by ClientUpdate
-        scale = -1.0 / (local.lr * local.num_steps(update.num_examples))
+        scale = delta_scale(update)
         gw, gb = gw * scale, gb * scale
     return gw, gb
 

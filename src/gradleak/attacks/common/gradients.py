@@ -39,10 +39,15 @@ def observed_gradient(model: nn.Module, update: ClientUpdate) -> GradList:
     names = [n for n, _ in model.named_parameters()]
     if update.kind == "gradients":
         return [update.tensors[n].detach().float() for n in names]
-    local = update.local_training
-    assert local is not None  # guaranteed by ClientUpdate
-    scale = -1.0 / (local.lr * local.num_steps(update.num_examples))
+    scale = delta_scale(update)
     return [update.tensors[n].detach().float() * scale for n in names]
+
+
+def delta_scale(update: ClientUpdate) -> float:
+    """``-1 / (lr · T)``: the factor that turns a FedAvg weight delta into the average gradient."""
+    local = update.local_training
+    assert local is not None  # guaranteed by ClientUpdate for a weight delta
+    return -1.0 / (local.lr * local.num_steps(update.num_examples))
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

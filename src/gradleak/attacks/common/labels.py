@@ -102,8 +102,11 @@ DEFAULT_BATCH_METHODS = ("lsq", "bias", "geng")
 """Tried in order by ``--labels restore`` (see bench/bench_labels.py for the measurements)."""
 
 
-def _default_batch_method() -> str:
-    return DEFAULT_BATCH_METHODS[0]
+def labels_available(model: nn.Module, update: ClientUpdate) -> list[str]:
+    """Why labels can be neither read from the update nor restored (empty when they can)."""
+    if update.labels is None and last_linear(model) is None:
+        return ["labels are not in the update and the model has no nn.Linear layer to restore them from"]
+    return []
 
 
 # Batch label methods live in their own modules; importing them here registers them.
