@@ -214,3 +214,9 @@ def test_dry_run_lists_plan_and_marks_stored(tmp_path, capsys):
     plan = json.loads(capsys.readouterr().out)
     assert len(plan) == 2 and {p["batch_size"] for p in plan} == {1, 2}
     assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_bad_defense_chain_is_refused_even_after_a_good_one():
+    text = TINY.format(steps=2, seeds=[0]) + 'defense = ["none", ["aggregate:clients=2", "noise:sigma=0.1"]]\n'
+    with pytest.raises(ConfigError, match="aggregate must appear once, as the last defense"):
+        parse_grid(text)

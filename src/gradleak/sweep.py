@@ -38,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import itertools
 import json
@@ -105,7 +106,7 @@ def scenario_hash(scenario: Scenario) -> str:
         >>> scenario_hash(Scenario(seed=1)) != scenario_hash(Scenario(seed=2))
         True
     """
-    default = scenario_config(Scenario())
+    default = _default_config()
     data = {k: v for k, v in scenario_config(scenario).items() if default.get(k) != v}
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -225,9 +226,16 @@ def _resolve(values: dict[str, Any], per_attack: dict[str, dict[str, Any]]) -> S
     return scenario_from_dict(data)
 
 
+@functools.cache
+def _default_config() -> dict[str, Any]:
+    """The config of ``Scenario()`` (read-only; computed once, not once per planned run)."""
+    return scenario_config(Scenario())
+
+
 def _component_problems(scenario: Scenario, memo: dict[str, list[str]]) -> list[str]:
     """Everything wrong with one scenario, checked part by part and memoised by the part's settings."""
     from gradleak.defenses.base import build_defenses
+    from gradleak.defenses.pipeline import check_composition
     from gradleak.registry import DATASETS, LABEL_METHODS, MODELS, check_kwargs
 
     config = scenario_config(scenario)
@@ -238,7 +246,8 @@ def _component_problems(scenario: Scenario, memo: dict[str, list[str]]) -> list[
         "dataset": (lambda: DATASETS.get(scenario.dataset), ["dataset"]),
         "model": (lambda: check_kwargs(MODELS.get(scenario.model), scenario.model_options,
                                        f"model {scenario.model!r}"), ["model", "model_options"]),
-        "defenses": (lambda: build_defenses(scenario.defenses, seed=scenario.seed), ["defenses"]),
+        "defenses": (lambda: check_composition(build_defenses(scenario.defenses, seed=scenario.seed)),
+                     ["defenses"]),
     }
     if scenario.labels not in ("known", "restore", "auto"):
         checks["labels"] = (lambda: LABEL_METHODS.get(scenario.labels), ["labels"])
