@@ -126,3 +126,18 @@ def test_torch_state_untouched_by_cli(tmp_path, capsys):
     torch.manual_seed(123)
     run(capsys, "attack", "ig", *FAST, "--out", str(tmp_path / "r"))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_saved_update_uses_the_checkpoint(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from gradleak.models import build_model
+
+    path = _saved_update(tmp_path)
+    wide = build_model("convnet", shape=(1, 8, 8), num_classes=10, seed=0, width=8)
+    ckpt = tmp_path / "wide.safetensors"
+    save_file({k: v.contiguous() for k, v in wide.state_dict().items()}, str(ckpt))
+    argv = ["attack", "ig", *FAST, "--update", str(path), "--labels", "restore", "--checkpoint", str(ckpt),
+            "--out", str(tmp_path / "r")]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "checkpoint" in err and not (tmp_path / "r").exists()

@@ -228,7 +228,8 @@ def attack_update_file(scenario: Scenario, path: str | Path, out_dir: str | Path
     local = scenario.local_training() if (kind or "") == "weight_delta" else None
     update = load_update(path, kind=kind, num_examples=num_examples, local_training=local)
     model, dataset, _ = prepare_model(scenario.model, scenario.model_options, scenario.dataset,
-                                      scenario.dataset_options, seed=scenario.seed)
+                                      scenario.dataset_options, seed=scenario.seed,
+                                      model_state=scenario.model_state, checkpoint=scenario.checkpoint)
     model.train(scenario.mode == "train")
     rec = attack.run(model, update, shape=dataset.shape, progress=progress)
     out = prepare_out_dir(out_dir, overwrite=overwrite)
