@@ -18,7 +18,8 @@ import torch
 
 import gradleak as gl
 import gradleak.experiment
-from gradleak.attacks.common.labels import restore_idlg
+from gradleak.experiment import Scenario, run_scenario
+from gradleak.labels.idlg import restore_idlg
 
 
 def floor_rate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seconds: float = 3.0) -> float:
@@ -80,12 +81,12 @@ def quality_table() -> None:
     for attack, model_name, b, steps, labels in runs:
         psnrs, secs, accs = [], [], []
         for seed in range(5):
-            s = gl.experiment.Scenario(attack=attack, dataset="mnist", model=model_name, batch_size=b,
+            s = Scenario(attack=attack, dataset="mnist", model=model_name, batch_size=b,
                                        seed=seed, labels=labels, attack_options={"steps": steps})
-            result = gl.experiment.run_scenario(s)
-            psnrs.append(result["metrics"]["psnr"])
-            secs.append(result["seconds"])
-            accs.append(result["metrics"]["label_accuracy"])
+            result = run_scenario(s)
+            psnrs.append(result.metrics["psnr"])
+            secs.append(result.seconds)
+            accs.append(result.metrics["label_accuracy"])
         print(f"| {attack} | {model_name} | {b} | {steps} | 5 | {statistics.median(psnrs):.2f} | "
               f"{', '.join(f'{p:.1f}' for p in psnrs)} | {statistics.mean(accs):.2f} | "
               f"{statistics.median(secs):.1f} |")
@@ -94,7 +95,7 @@ def quality_table() -> None:
         hits = 0
         for seed in range(20):
             _, truth, model, update = setup(model_name, 1, seed)
-            hits += int(restore_idlg(model, update).item() == truth.labels.item())
+            hits += int(restore_idlg(model, update, shape=truth.inputs.shape[1:]).item() == truth.labels.item())
         print(f"- {model_name}: {hits}/20 labels exact")
 
 

@@ -19,13 +19,13 @@ import time
 
 import torch
 
-from gradleak.attacks.common.adaptive import adaptive_transform
+from gradleak.core.registry import create_attack
 from gradleak.data import load_dataset, sample_batch
+from gradleak.defenses.adaptive import adaptive_transform
 from gradleak.defenses.pipeline import client_seed, defend, defense_metrics
 from gradleak.fl import fedsgd_update
 from gradleak.metrics import evaluate
 from gradleak.models import build_model
-from gradleak.registry import create_attack
 
 PARTS = {
     "ggl": [("none", ()), ("noise σ=0.1", ("noise:sigma=0.1",)), ("clip S=4", ("clip:norm=4",)),

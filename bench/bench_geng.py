@@ -22,16 +22,16 @@ import time
 import torch
 from torch import nn
 
-from gradleak.attacks.common.bn_prior import BNStatisticsPrior
-from gradleak.attacks.common.gradients import observed_gradient
-from gradleak.attacks.common.labels import resolve_labels
-from gradleak.attacks.common.matching import invert_with_labels
+from gradleak.core.registry import MODELS, create_attack
+from gradleak.core.types import LocalTraining
 from gradleak.data import load_dataset, sample_batch
 from gradleak.fl import fedavg_update, fedsgd_update
+from gradleak.inversion.bn_prior import BNStatisticsPrior
+from gradleak.inversion.gradients import observed_gradient
+from gradleak.inversion.matching import invert_with_labels
+from gradleak.labels.resolve import resolve_labels
 from gradleak.metrics import evaluate
 from gradleak.models import Normalize, build_model
-from gradleak.registry import MODELS, create_attack
-from gradleak.types import LocalTraining
 
 
 def _mean(values: list[float]) -> str:

@@ -22,13 +22,13 @@ import time
 
 import torch
 
-from gradleak.attacks.common.adaptive import adaptive_transform
+from gradleak.core.registry import ATTACKS, DEFENSES, create_defense
+from gradleak.core.types import GroundTruth
 from gradleak.data.splits import load_splits
+from gradleak.defenses.adaptive import adaptive_transform
 from gradleak.fl import fedsgd_update
 from gradleak.metrics import evaluate
 from gradleak.models import build_model
-from gradleak.registry import ATTACKS, DEFENSES, create_defense
-from gradleak.types import GroundTruth
 
 SETTINGS = {"none": None, "noise": ("noise", {"sigma": 0.1}), "clip": ("clip", {"norm": 4.0}),
             "prune": ("prune", {"ratio": 0.9}), "soteria": ("soteria", {"ratio": 0.8})}

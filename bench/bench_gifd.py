@@ -24,10 +24,10 @@ import time
 import torch
 
 import gradleak as gl
-from gradleak.attacks.gifd import GIFD
+from gradleak.attacks.gifd.attack import GIFD
+from gradleak.core.types import GroundTruth, Reconstruction
 from gradleak.experiment import Scenario, run_scenario
 from gradleak.generative import load_generator
-from gradleak.types import GroundTruth, Reconstruction
 
 
 def psnr(x: torch.Tensor, truth: GroundTruth, labels: torch.Tensor) -> float:
@@ -160,7 +160,7 @@ def defenses(args) -> None:
             for i in range(args.images):
                 s = Scenario(attack=attack, dataset="mnist", model="convnet", labels="restore", seed=i,
                              defenses=(spec,), adaptive=True, attack_options=opts)
-                vals.append(run_scenario(s)["metrics"]["psnr"])
+                vals.append(run_scenario(s).metrics["psnr"])
             cells.append(f"{med(vals)} ({', '.join(f'{v:.1f}' for v in vals)})")
             print(f"{attack} {spec}: {cells[-1]}", flush=True)
         print(f"| {attack} | " + " | ".join(cells) + " |")
@@ -169,8 +169,8 @@ def defenses(args) -> None:
 def ggl_table(args) -> None:
     """The GGL issue's table-3 protocol (bench/bench_ggl.py): lenet (seed --seed), held-out digits,
     defense applied to the FedSGD gradient, adaptive transform, labels restored."""
-    from gradleak.attacks.common.adaptive import adaptive_transform
     from gradleak.data.splits import load_splits
+    from gradleak.defenses.adaptive import adaptive_transform
 
     settings = {"none": None, "noise": ("noise", {"sigma": 0.1}), "clip": ("clip", {"norm": 4.0}),
                 "prune": ("prune", {"ratio": 0.9}), "soteria": ("soteria", {"ratio": 0.8})}

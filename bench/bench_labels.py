@@ -21,13 +21,13 @@ from dataclasses import replace
 
 import torch
 
+from gradleak.core.errors import NotApplicableError
+from gradleak.core.registry import DATASETS, LABEL_METHODS, MODELS
+from gradleak.core.types import LocalTraining
 from gradleak.data import load_dataset, sample_batch
-from gradleak.errors import NotApplicableError
 from gradleak.fl import fedavg_update, fedsgd_update
 from gradleak.metrics import label_accuracy
 from gradleak.models import build_model
-from gradleak.registry import DATASETS, LABEL_METHODS, MODELS
-from gradleak.types import LocalTraining
 
 METHODS = ("idlg", "yin", "llg", "geng", "bias", "ilrg", "dimitrov", "lsq")
 

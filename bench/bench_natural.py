@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from gradleak.experiment import Scenario, run_scenario
-from gradleak.models.state import prepare_model
+from gradleak.experiment.model_state import prepare_model
 
 OUT = Path("runs/bench-natural")
 SWEEP: dict[str, dict[str, object]] = {
@@ -37,10 +37,10 @@ def _runs(model: str, steps: int, seeds: int, label: str, model_state: str = "un
                      mode="eval", model_state=model_state,
                      attack_options={"steps": steps, **attack_options})
         out = OUT / f"{label}-s{seed}"
-        summary = run_scenario(s, out, overwrite=True)
-        psnrs.append(summary["metrics"]["psnr"])
-        secs.append(summary["seconds"])
-        print(f"  {label} seed {seed}: psnr {psnrs[-1]:.2f} dB, ssim {summary['metrics']['ssim']:.3f}, "
+        result = run_scenario(s, out, overwrite=True)
+        psnrs.append(result.metrics["psnr"])
+        secs.append(result.seconds)
+        print(f"  {label} seed {seed}: psnr {psnrs[-1]:.2f} dB, ssim {result.metrics['ssim']:.3f}, "
               f"{secs[-1]:.0f} s -> {out}/reconstruction.png", flush=True)
     return {"median_psnr": statistics.median(psnrs), "min": min(psnrs), "max": max(psnrs),
             "median_s": statistics.median(secs)}

@@ -24,13 +24,13 @@ import time
 
 import torch
 
+from gradleak.core.registry import create_attack
+from gradleak.core.types import LocalTraining
 from gradleak.data import load_dataset, sample_batch
 from gradleak.defenses.base import build_defenses
 from gradleak.fl import fedavg_update, fedsgd_update
 from gradleak.metrics import evaluate
 from gradleak.models import build_model
-from gradleak.registry import create_attack
-from gradleak.types import LocalTraining
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ def main() -> None:
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("flwr").setLevel(logging.ERROR)
-    from gradleak.integrations.flower_demo import DemoConfig, run_demo
+    from gradleak.integrations.flower.demo import DemoConfig, run_demo
 
     rows = []
     for attack in args.attacks.split(","):

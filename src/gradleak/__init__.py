@@ -11,11 +11,7 @@ Example (the six-line API):
     ['exact_fraction', 'label_accuracy', 'lpips']
 """
 
-from gradleak.data import Dataset, load_dataset, sample_batch
-from gradleak.fl import fedavg_update, fedsgd_update
-from gradleak.metrics import evaluate
-from gradleak.models import build_model
-from gradleak.registry import (
+from gradleak.core.registry import (
     create_attack,
     create_defense,
     list_attacks,
@@ -23,12 +19,15 @@ from gradleak.registry import (
     list_defenses,
     list_models,
 )
-from gradleak.types import ClientUpdate, GroundTruth, LocalTraining, Reconstruction
-
-__version__ = "0.1.0"
+from gradleak.core.types import ClientUpdate, GroundTruth, LocalTraining, Reconstruction
+from gradleak.core.version import __version__
+from gradleak.data import Dataset, load_dataset, sample_batch
+from gradleak.fl import fedavg_update, fedsgd_update
+from gradleak.metrics import evaluate
+from gradleak.models import build_model
 
 __all__ = [
-    "ClientUpdate", "Dataset", "GroundTruth", "LocalTraining", "Reconstruction", "build_model",
+    "__version__", "ClientUpdate", "Dataset", "GroundTruth", "LocalTraining", "Reconstruction", "build_model",
     "create_attack", "create_defense", "evaluate", "fedavg_update", "fedsgd_update", "list_attacks",
     "list_datasets", "list_defenses", "list_models", "load_dataset", "sample_batch",
 ]

@@ -4,7 +4,7 @@ The only place that sees both a :class:`Reconstruction` and a :class:`GroundTrut
 
 Example:
     >>> import torch
-    >>> from gradleak.types import GroundTruth, Reconstruction
+    >>> from gradleak.core.types import GroundTruth, Reconstruction
     >>> x = torch.rand(2, 1, 8, 8)
     >>> m = evaluate(Reconstruction(x.flip(0), torch.tensor([1, 0])), GroundTruth(x, torch.tensor([0, 1])))
     >>> m["exact_fraction"], m["label_accuracy"], m["mse"]
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradleak.types import GroundTruth, Reconstruction
+from gradleak.core.types import GroundTruth, Reconstruction
 
 log = logging.getLogger(__name__)
 EXACT_TOLERANCE = 1e-4

@@ -4,6 +4,6 @@ With ``truth-dir`` set (simulation only) each client also records its data there
 server's audit report can score its reconstructions.
 """
 
-from gradleak.integrations.flower_demo import build_client_app
+from gradleak.integrations.flower.demo import build_client_app
 
 app = build_client_app()

@@ -4,6 +4,6 @@ The settings come from ``[tool.flwr.app.config]`` in ``pyproject.toml`` (overrid
 ``flwr run . --run-config "attack='ig' attack-steps=200"``). The audit folder is ``out-dir``.
 """
 
-from gradleak.integrations.flower_demo import build_server_app
+from gradleak.integrations.flower.demo import build_server_app
 
 app = build_server_app()

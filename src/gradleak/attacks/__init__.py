@@ -1,16 +1,10 @@
-"""Server-side attacks. Importing this package registers the built-in ones."""
+"""Server-side attacks: one file per single-file attack, a package for SPEAR, GGL and GIFD.
 
-from gradleak.attacks import (  # noqa: F401  (each module registers its attack)
-    dlg,
-    fedavg_unrolled,
-    geng,
-    ggl,
-    gifd,
-    gradinversion,
-    idlg,
-    ig,
-    spear,
-)
-from gradleak.attacks.base import Attack, Progress
+Every attack subclasses :class:`~gradleak.attacks.base.Attack` and is declared in
+:mod:`gradleak.core.builtins`; build one with ``gradleak.create_attack(name, **options)``.
+Importing this package imports no attack.
+"""
 
-__all__ = ["Attack", "Progress"]
+from gradleak.attacks.base import Attack
+
+__all__ = ["Attack"]

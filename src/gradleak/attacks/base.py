@@ -1,46 +1,73 @@
 """The attack contract every attack keeps.
 
+An attack is built from keyword-only hyper-parameters, receives only what the server sees
+(the model and a :class:`~gradleak.core.types.ClientUpdate`) and returns a
+:class:`~gradleak.core.types.Reconstruction`; it never sees a ``GroundTruth``.
+
+What an attack needs and offers is declared as class attributes, read by the experiment, the
+CLI and the contract test (never guessed from signatures):
+
+* ``needs_labels`` — it works with fixed labels, known or restored (``check`` then requires
+  labels in the update or a last ``nn.Linear`` layer to restore them from);
+* ``takes_labels`` — it has a ``labels=`` option (``known``/``restore``/a label method);
+* ``needs_prior`` — it searches a generator prior (``generator=``);
+* ``supports_adaptive`` — it takes ``transform=``, the adaptive attacker's copy of the defenses;
+* ``takes_seed`` — it takes ``seed=`` (every random choice flows from it);
+* ``update_kinds`` — the update kinds it reads (``kind_hint``: what to do about another kind);
+* ``presets`` — named option sets; ``tiny`` is a seconds-long smoke run (tests, run-time estimates).
+
 Example:
-    >>> from gradleak.registry import create_attack
+    >>> from gradleak.core.registry import create_attack
     >>> attack = create_attack("idlg", steps=5)
-    >>> attack.name
-    'idlg'
+    >>> attack.name, attack.needs_labels
+    ('idlg', True)
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
-import torch
 from torch import nn
 
-from gradleak.errors import NotApplicableError, UpdateMismatchError
-from gradleak.types import ClientUpdate, Reconstruction
-
-Progress = Callable[[int, int, float], None]
-"""``progress(step, total, loss)``: called by attacks as they run (for progress bars)."""
+from gradleak.core.errors import NotApplicableError, UpdateMismatchError
+from gradleak.core.results import Problem
+from gradleak.core.types import ClientUpdate, Progress, Reconstruction
+from gradleak.labels.resolve import labels_available
 
 
 class Attack(ABC):
     """Base of all attacks: ``check`` lists every reason it cannot run, ``reconstruct`` runs it.
 
-    Subclasses set ``name``, take their hyper-parameters as keyword-only constructor
-    arguments, and implement ``_check`` (extra reasons) and ``reconstruct``.
+    Subclasses set ``name`` and their capability attributes, take their hyper-parameters as
+    keyword-only constructor arguments, and implement ``_check`` (extra reasons, as strings)
+    and ``reconstruct``.
     """
 
     name: ClassVar[str] = "attack"
+    needs_labels: ClassVar[bool] = False
+    takes_labels: ClassVar[bool] = False
+    needs_prior: ClassVar[bool] = False
+    supports_adaptive: ClassVar[bool] = False
+    takes_seed: ClassVar[bool] = True
+    update_kinds: ClassVar[tuple[str, ...]] = ("gradients", "weight_delta")
+    kind_hint: ClassVar[str] = ""
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}}
 
-    def check(self, model: nn.Module, update: ClientUpdate) -> list[str]:
+    def check(self, model: nn.Module, update: ClientUpdate) -> list[Problem]:
         """Every reason this attack cannot run on ``(model, update)``, all at once."""
-        reasons: list[str] = []
+        problems: list[Problem] = []
         try:
             update.validate(model)
         except UpdateMismatchError as err:
-            reasons.append(str(err))
-        return reasons + self._check(model, update)
+            problems.append(Problem("update_mismatch", str(err)))
+        if update.kind not in self.update_kinds:
+            problems.append(Problem("not_applicable", f"it needs a {' or '.join(self.update_kinds)} update, "
+                                                      f"not {update.kind}{self.kind_hint}"))
+        reasons = (labels_available(model, update) if self.needs_labels else []) + self._check(model, update)
+        return problems + [Problem("not_applicable", r) for r in reasons]
 
     def _check(self, model: nn.Module, update: ClientUpdate) -> list[str]:
         return []
@@ -52,19 +79,19 @@ class Attack(ABC):
 
     def run(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
             progress: Progress | None = None) -> Reconstruction:
-        """``check`` then ``reconstruct``; raises :class:`NotApplicableError` with all reasons."""
-        reasons = self.check(model, update)
-        if reasons:
-            if len(reasons) == 1 and reasons[0].startswith("the update does not fit"):
-                raise UpdateMismatchError(reasons[0])
-            raise NotApplicableError(f"attack {self.name!r}", reasons)
+        """``check`` then ``reconstruct``; raises with every reason when it cannot run.
+
+        Raises:
+            UpdateMismatchError: the only problem is that the update does not fit the model.
+            NotApplicableError: the attack's requirements are not met (all reasons listed).
+        """
+        problems = self.check(model, update)
+        if problems:
+            if all(p.kind == "update_mismatch" for p in problems):
+                raise UpdateMismatchError("; ".join(map(str, problems)))
+            raise NotApplicableError(f"attack {self.name!r}", [str(p) for p in problems])
         start = time.perf_counter()
         rec = self.reconstruct(model, update, shape=shape, progress=progress)
         rec.info.setdefault("attack", self.name)
         return Reconstruction(rec.inputs.detach().clamp(0, 1), rec.labels, rec.loss_history,
                               time.perf_counter() - start, rec.info)
-
-
-def attack_generator(seed: int) -> torch.Generator:
-    """The attack's own seeded random generator (the global RNG is never used)."""
-    return torch.Generator().manual_seed(int(seed) + 7919)

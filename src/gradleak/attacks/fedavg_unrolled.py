@@ -19,7 +19,7 @@ Example:
     >>> import torch
     >>> from gradleak.models import build_model
     >>> from gradleak.fl import fedavg_update
-    >>> from gradleak.types import LocalTraining
+    >>> from gradleak.core.types import LocalTraining
     >>> model = build_model("convnet", shape=(1, 8, 8), num_classes=10, seed=0)
     >>> local = LocalTraining(lr=0.1, epochs=2, batch_size=2)
     >>> update = fedavg_update(model, torch.rand(4, 1, 8, 8), torch.tensor([1, 1, 3, 4]), local)
@@ -36,16 +36,16 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from gradleak.attacks.base import Attack, Progress, attack_generator
-from gradleak.attacks.common.gradients import soft_cross_entropy
-from gradleak.attacks.common.labels import resolve_labels
-from gradleak.attacks.common.losses import DISTANCES
-from gradleak.attacks.common.matching import check_optimisation_settings
-from gradleak.attacks.common.optimize import best_restart, optimise_inputs
-from gradleak.attacks.common.priors import total_variation
+from gradleak.attacks.base import Attack
+from gradleak.core.seeding import attack_generator
+from gradleak.core.types import ClientUpdate, LocalTraining, Progress, Reconstruction
+from gradleak.inversion.gradients import soft_cross_entropy
+from gradleak.inversion.losses import DISTANCES
+from gradleak.inversion.matching import check_optimisation_settings
+from gradleak.inversion.optimize import best_restart, optimise_inputs
+from gradleak.inversion.priors import total_variation
+from gradleak.labels.resolve import resolve_labels
 from gradleak.models.layers import has_batchnorm
-from gradleak.registry import register_attack
-from gradleak.types import ClientUpdate, LocalTraining, Reconstruction
 
 
 def local_schedule(k: int, local: LocalTraining, seed: int) -> list[torch.Tensor]:
@@ -82,7 +82,6 @@ def simulate_delta(model: nn.Module, x: torch.Tensor, y: torch.Tensor, local: Lo
     return {n: params[n] - start[n] for n in start}
 
 
-@register_attack("fedavg-unrolled")
 class FedAvgUnrolled(Attack):
     """Dimitrov et al.: match the FedAvg delta by unrolling the client's local SGD on dummy data.
 
@@ -98,6 +97,12 @@ class FedAvgUnrolled(Attack):
     """
 
     name = "fedavg-unrolled"
+    presets = {"tiny": {"steps": 2}}
+    needs_labels = True
+    takes_labels = True
+    update_kinds = ("weight_delta",)
+    kind_hint = (": it unrolls FedAvg local training (--protocol fedavg); for FedSGD gradients use geng, ig "
+                 "or gradinversion")
 
     def __init__(self, *, steps: int = 500, lr: float = 0.1, tv: float = 1e-2, restarts: int = 1,
                  distance: str = "cosine", signed: bool = True, labels: str = "dimitrov",
@@ -106,12 +111,6 @@ class FedAvgUnrolled(Attack):
                                     distance=distance)
         self.steps, self.lr, self.tv, self.restarts = steps, lr, tv, restarts
         self.distance, self.signed, self.labels, self.seed = distance, signed, labels, seed
-
-    def _check(self, model: nn.Module, update: ClientUpdate) -> list[str]:
-        if update.kind != "weight_delta":
-            return ["it unrolls FedAvg local training and needs a weight_delta update (--protocol "
-                    "fedavg); for FedSGD gradients use geng, ig or gradinversion"]
-        return []
 
     def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
                     progress: Progress | None = None) -> Reconstruction:

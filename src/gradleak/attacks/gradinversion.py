@@ -31,20 +31,19 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gradleak.attacks.base import Attack, Progress, attack_generator
-from gradleak.attacks.common.bn_prior import BNStatisticsPrior, GroupConsistency
-from gradleak.attacks.common.gradients import TrialTransform, observed_gradient, trial_gradients
-from gradleak.attacks.common.labels import resolve_labels
-from gradleak.attacks.common.losses import DISTANCES
-from gradleak.attacks.common.matching import check_optimisation_settings
-from gradleak.attacks.common.optimize import best_restart, optimise_inputs
-from gradleak.attacks.common.priors import total_variation
-from gradleak.errors import ConfigError
-from gradleak.registry import register_attack
-from gradleak.types import ClientUpdate, Reconstruction
+from gradleak.attacks.base import Attack
+from gradleak.core.errors import ConfigError
+from gradleak.core.seeding import attack_generator
+from gradleak.core.types import ClientUpdate, Progress, Reconstruction, TrialTransform
+from gradleak.inversion.bn_prior import BNStatisticsPrior, GroupConsistency
+from gradleak.inversion.gradients import observed_gradient, trial_gradients
+from gradleak.inversion.losses import DISTANCES
+from gradleak.inversion.matching import check_optimisation_settings
+from gradleak.inversion.optimize import best_restart, optimise_inputs
+from gradleak.inversion.priors import total_variation
+from gradleak.labels.resolve import resolve_labels
 
 
-@register_attack("gradinversion")
 class GradInversion(Attack):
     """GradInversion: gradient matching + BN statistics + TV + ℓ2 + group consistency.
 
@@ -64,6 +63,10 @@ class GradInversion(Attack):
     """
 
     name = "gradinversion"
+    presets = {"tiny": {"steps": 3, "seeds": 2}}
+    needs_labels = True
+    takes_labels = True
+    supports_adaptive = True
 
     def __init__(self, *, steps: int = 1000, lr: float = 0.1, distance: str = "l2", tv: float = 1e-4,
                  l2: float = 1e-6, bn: float = 1e-1, group: float = 1e-2, seeds: int = 4,

@@ -25,17 +25,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gradleak.attacks.base import Attack, Progress, attack_generator
-from gradleak.attacks.common.gradients import TrialTransform, observed_gradient, trial_gradients
-from gradleak.attacks.common.labels import resolve_labels
-from gradleak.attacks.common.lbfgs import lbfgs_minimise
-from gradleak.attacks.common.losses import l2_distance
-from gradleak.attacks.common.matching import check_optimisation_settings
-from gradleak.registry import register_attack
-from gradleak.types import ClientUpdate, Reconstruction
+from gradleak.attacks.base import Attack
+from gradleak.core.seeding import attack_generator
+from gradleak.core.types import ClientUpdate, Progress, Reconstruction, TrialTransform
+from gradleak.inversion.gradients import observed_gradient, trial_gradients
+from gradleak.inversion.lbfgs import lbfgs_minimise
+from gradleak.inversion.losses import l2_distance
+from gradleak.inversion.matching import check_optimisation_settings
+from gradleak.labels.resolve import resolve_labels
 
 
-@register_attack("idlg")
 class IDLG(Attack):
     """iDLG: analytic label, then L-BFGS over the image with the L2 gradient distance.
 
@@ -51,6 +50,10 @@ class IDLG(Attack):
     """
 
     name = "idlg"
+    presets = {"tiny": {"steps": 2, "max_iter": 2}}
+    needs_labels = True
+    takes_labels = True
+    supports_adaptive = True
 
     def __init__(self, *, steps: int = 300, lr: float = 1.0, max_iter: int = 20, restarts: int = 1,
                  labels: str = "restore", seed: int = 0,

@@ -26,15 +26,13 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from gradleak.attacks.base import Attack, Progress
-from gradleak.attacks.common.gradients import TrialTransform, observed_gradient
-from gradleak.attacks.common.labels import resolve_labels
-from gradleak.attacks.common.matching import check_optimisation_settings, invert_with_labels
-from gradleak.registry import register_attack
-from gradleak.types import ClientUpdate, Reconstruction
+from gradleak.attacks.base import Attack
+from gradleak.core.types import ClientUpdate, Progress, Reconstruction, TrialTransform
+from gradleak.inversion.gradients import observed_gradient
+from gradleak.inversion.matching import check_optimisation_settings, invert_with_labels
+from gradleak.labels.resolve import resolve_labels
 
 
-@register_attack("ig")
 class InvertingGradients(Attack):
     """Inverting Gradients: cosine gradient matching + TV, signed Adam, batched restarts.
 
@@ -51,6 +49,10 @@ class InvertingGradients(Attack):
     """
 
     name = "ig"
+    presets = {"tiny": {"steps": 3}}
+    needs_labels = True
+    takes_labels = True
+    supports_adaptive = True
 
     def __init__(self, *, steps: int = 1000, lr: float = 0.1, tv: float = 1e-2, restarts: int = 1,
                  distance: str = "cosine", signed: bool = True, labels: str = "auto", seed: int = 0,

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import torch
 
-from gradleak.errors import ConfigError
-from gradleak.registry import DATASETS
-from gradleak.types import GroundTruth
+from gradleak.core.errors import ConfigError
+from gradleak.core.registry import DATASETS
+from gradleak.core.types import GroundTruth
 
 LabelMode = Literal["random", "distinct", "same"]
 LABEL_MODES: tuple[str, ...] = ("random", "distinct", "same")
@@ -56,6 +56,27 @@ class Dataset:
         """Shape, classes, size and source, as the CLI lists them."""
         return {"name": self.name, "shape": list(self.shape), "classes": self.num_classes,
                 "size": len(self), "source": self.source}
+
+
+def loader(*, user_owned: bool = False, native_splits: bool = False) -> Any:
+    """Declare a dataset loader's capabilities as attributes (read by the catalog and the splits).
+
+    Args:
+        user_owned: the loader reads the user's files and takes ``data_dir=``.
+        native_splits: the loader takes ``split=`` and has its own train/test split.
+
+    Example:
+        >>> @loader(native_splits=True)
+        ... def toy(split: str = "train"): ...
+        >>> toy.native_splits, toy.user_owned
+        (True, False)
+    """
+
+    def wrap(fn: Any) -> Any:
+        fn.user_owned, fn.native_splits = user_owned, native_splits
+        return fn
+
+    return wrap
 
 
 def load_dataset(name: str, **options: Any) -> Dataset:

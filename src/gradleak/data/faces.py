@@ -18,12 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gradleak.data.base import Dataset
-from gradleak.errors import ConfigError
-from gradleak.registry import register_dataset
+from gradleak.core.errors import ConfigError
+from gradleak.data.base import Dataset, loader
 
 
-@register_dataset("faces")
+@loader()
 def faces(size: int | None = None) -> Dataset:
     """200 grey 1×25×25 patches from skimage.data.lfw_subset: 100 faces (1), 100 non-faces (0).
 

@@ -8,7 +8,7 @@
 * ``imagefolder``: one sub-folder per class, images read with Pillow.
 
 Malformed input (wrong magic number, truncated batch, empty folder, missing files) raises
-:class:`~gradleak.errors.DataError` saying what was found, what was expected and the fix.
+:class:`~gradleak.core.errors.DataError` saying what was found, what was expected and the fix.
 
 Example:
     >>> from gradleak.data import load_dataset
@@ -30,9 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradleak.data.base import Dataset
-from gradleak.errors import ConfigError, DataError
-from gradleak.registry import register_dataset
+from gradleak.core.errors import ConfigError, DataError
+from gradleak.data.base import Dataset, loader
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +131,7 @@ def _cifar(name: str, data_dir: str | Path | None, split: str, files: dict[str, 
     return Dataset(name, x, torch.from_numpy(labels), classes, f"{root} ({split})")
 
 
-@register_dataset("cifar10")
+@loader(user_owned=True, native_splits=True)
 def cifar10(data_dir: str | Path | None = None, split: str = "train") -> Dataset:
     """CIFAR-10 (3×32×32, 10 classes) from your python-pickle batches (--data-dir; never downloaded).
 
@@ -145,7 +144,7 @@ def cifar10(data_dir: str | Path | None = None, split: str = "train") -> Dataset
     return _cifar("cifar10", data_dir, split, files, "cifar-10-batches-py", "labels", 10)
 
 
-@register_dataset("cifar100")
+@loader(user_owned=True, native_splits=True)
 def cifar100(data_dir: str | Path | None = None, split: str = "train", coarse: bool = False) -> Dataset:
     """CIFAR-100 (3×32×32, 100 fine or 20 coarse classes) from your python-pickle files (--data-dir).
 
@@ -211,7 +210,7 @@ def _idx(name: str, data_dir: str | Path | None, split: str) -> Dataset:
     return Dataset(name, x, labels, 10, f"{root} ({split})")
 
 
-@register_dataset("mnist-idx")
+@loader(user_owned=True, native_splits=True)
 def mnist_idx(data_dir: str | Path | None = None, split: str = "train") -> Dataset:
     """MNIST (1×28×28, 10 classes) from your IDX files, .gz or not (--data-dir; never downloaded).
 
@@ -222,7 +221,7 @@ def mnist_idx(data_dir: str | Path | None = None, split: str = "train") -> Datas
     return _idx("mnist-idx", data_dir, split)
 
 
-@register_dataset("fashion-mnist")
+@loader(user_owned=True, native_splits=True)
 def fashion_mnist(data_dir: str | Path | None = None, split: str = "train") -> Dataset:
     """Fashion-MNIST (1×28×28, 10 classes) from your IDX files, .gz or not (--data-dir).
 
@@ -233,7 +232,7 @@ def fashion_mnist(data_dir: str | Path | None = None, split: str = "train") -> D
     return _idx("fashion-mnist", data_dir, split)
 
 
-@register_dataset("imagefolder")
+@loader(user_owned=True)
 def image_folder(data_dir: str | Path | None = None, size: int | None = None,
                  channels: int | None = None) -> Dataset:
     """Your images, one sub-folder per class (sorted names → labels 0..K-1), read with Pillow.

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gradleak.data.base import Dataset
-from gradleak.errors import ConfigError, DataError
-from gradleak.registry import register_dataset
+from gradleak.core.errors import ConfigError, DataError
+from gradleak.core.paths import cache_dir
+from gradleak.data.base import Dataset, loader
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,6 @@ MIN_STD = 0.04
 """Crops whose pixel standard deviation is below this are redrawn (featureless sky, borders)."""
 SPLITS = ("all", "train", "test")
 
-
-def cache_dir() -> Path:
-    """gradleak's cache folder: ``$GRADLEAK_CACHE`` or ``~/.cache/gradleak``."""
-    env = os.environ.get("GRADLEAK_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "gradleak"
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
@@ -156,7 +151,7 @@ def _load_or_build(per_class: int, size: int, seed: int) -> tuple[np.ndarray, np
     return images, labels, test
 
 
-@register_dataset("natural32")
+@loader(native_splits=True)
 def natural32(per_class: int = 300, size: int = 32, split: str = "all", seed: int = 0) -> Dataset:
     """3×32×32 colour crops of 10 photos shipped with scikit-image/scikit-learn (one class per photo).
 

@@ -1,6 +1,6 @@
 """Training and held-out splits of a registered dataset.
 
-A dataset whose loader takes ``split`` (natural32, cifar10/100, the IDX files) uses its own
+A dataset whose loader declares ``native_splits`` (natural32, cifar10/100, the IDX files) uses its own
 split; any other dataset is split per class by a fixed seeded permutation, so the split is a
 property of the data (the same for every scenario seed).
 
@@ -13,15 +13,14 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from gradleak.core.errors import DataError
+from gradleak.core.registry import DATASETS
 from gradleak.data.base import Dataset
-from gradleak.errors import DataError
-from gradleak.registry import DATASETS
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 20240601
@@ -59,7 +58,7 @@ def _subset(dataset: Dataset, mask: torch.Tensor, split: str) -> Dataset:
 
 def has_native_split(name: str) -> bool:
     """Whether the registered loader ``name`` takes a ``split`` option."""
-    return "split" in inspect.signature(DATASETS.get(name)).parameters
+    return bool(getattr(DATASETS.get(name), "native_splits", False))
 
 
 def load_splits(name: str, options: Mapping[str, Any]) -> tuple[Dataset, Dataset]:

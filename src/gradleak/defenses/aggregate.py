@@ -9,7 +9,7 @@ and the ground truth is every client's batch. ``clients=1`` is the plain update.
 
 Example:
     >>> import torch
-    >>> from gradleak.types import ClientUpdate
+    >>> from gradleak.core.types import ClientUpdate
     >>> a = ClientUpdate.from_gradients({"w": torch.ones(2)}, num_examples=1)
     >>> b = ClientUpdate.from_gradients({"w": torch.zeros(2)}, num_examples=3)
     >>> both = SecureAggregation(clients=2).combine([a, b])
@@ -25,13 +25,11 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from gradleak.core.errors import ConfigError
+from gradleak.core.types import ClientUpdate
 from gradleak.defenses.base import Defense
-from gradleak.errors import ConfigError
-from gradleak.registry import register_defense
-from gradleak.types import ClientUpdate
 
 
-@register_defense("aggregate")
 class SecureAggregation(Defense):
     """Combine ``clients`` updates into the one aggregate the server sees.
 

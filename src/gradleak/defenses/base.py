@@ -12,47 +12,59 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
-from gradleak.errors import ConfigError
-from gradleak.registry import DEFENSES
-from gradleak.types import ClientUpdate
+from gradleak.core.errors import ConfigError
+from gradleak.core.options import parse_value
+from gradleak.core.registry import DEFENSES
+from gradleak.core.types import ClientUpdate, GradList, TrialTransform
 
 
 class Defense(ABC):
     """Base of update-transforming defenses.
 
     Subclasses set ``name`` and implement ``__call__``; ``spec`` is recorded in the update's
-    ``defenses`` so an adaptive attacker knows what was applied.
+    ``defenses`` so an adaptive attacker knows what was applied, and :meth:`trial_transform`
+    is that attacker's copy of the defense's deterministic part.
+
+    Capabilities (class attributes, read by the pipeline and the CLI, never guessed):
+
+    * ``takes_seed`` — the constructor takes ``seed=`` (the defense draws random numbers);
+    * ``trains`` — the defense hooks into local training (a ``TrainingDefense``: DP-SGD, MixUp);
+    * ``needs_inputs`` — it runs on the client with the client's inputs (Soteria).
     """
 
-    name = "defense"
+    name: ClassVar[str] = "defense"
+    takes_seed: ClassVar[bool] = False
+    trains: ClassVar[bool] = False
+    needs_inputs: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, update: ClientUpdate, *, model: nn.Module | None = None) -> ClientUpdate:
         """Return the defended update (the input is never modified)."""
+
+    def trial_transform(self, observed: GradList, names: list[str], model: nn.Module) -> TrialTransform | None:
+        """The adaptive attacker's copy of this defense, applied to trial gradients; ``None`` if none.
+
+        Args:
+            observed: the defended gradient the server saw (``model.named_parameters()`` order).
+            names: the parameter names, in that order.
+            model: the attacked model.
+
+        Returns:
+            a function on gradient lists with a leading restart dimension, or ``None`` when the
+            defense has no deterministic part to copy (noise, DP-SGD, MixUp, aggregation).
+        """
+        return None
 
     @property
     def spec(self) -> str:
         """``NAME:key=value,...`` of this defense's public settings."""
         opts = ",".join(f"{k}={v}" for k, v in sorted(vars(self).items()) if not k.startswith("_"))
         return f"{self.name}:{opts}" if opts else self.name
-
-
-def _value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -65,7 +77,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         key, eq, val = item.partition("=")
         if not eq or not key:
             raise ConfigError(f"defense option {item!r} in {spec!r} is not key=value")
-        options[key.strip()] = _value(val.strip())
+        options[key.strip()] = parse_value(val.strip())
     return name.strip(), options
 
 
@@ -75,7 +87,7 @@ def build_defenses(specs: list[str] | tuple[str, ...], *, seed: int = 0) -> list
     for i, spec in enumerate(specs):
         name, options = parse_spec(spec)
         factory = DEFENSES.get(name)
-        if "seed" not in options and "seed" in inspect.signature(factory).parameters:
+        if "seed" not in options and getattr(factory, "takes_seed", False):
             options["seed"] = seed + 1000 * (i + 1)
         built.append(DEFENSES.create(name, **options))
     return built

@@ -38,10 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradleak.core.errors import ConfigError, MissingDependencyError
+from gradleak.core.types import ClientUpdate, LocalTraining
 from gradleak.defenses.training import TrainingDefense
-from gradleak.errors import ConfigError, MissingDependencyError
-from gradleak.registry import register_defense
-from gradleak.types import ClientUpdate, LocalTraining
 
 
 def _opacus() -> Any:
@@ -87,7 +86,6 @@ def epsilon_spent(noise: float, delta: float, q: float, steps: int) -> float:
         return float(accountant.get_epsilon(delta))
 
 
-@register_defense("dpsgd")
 class DPSGD(TrainingDefense):
     """Differentially private local training (per-sample clipping + Gaussian noise) via Opacus.
 
@@ -106,6 +104,7 @@ class DPSGD(TrainingDefense):
     """
 
     name = "dpsgd"
+    takes_seed = True
 
     def __init__(self, *, clip: float = 1.0, noise: float | None = None, epsilon: float | None = None,
                  delta: float = 1e-5, fix_bn: bool = False, seed: int = 0) -> None:

@@ -10,7 +10,7 @@ sample there is nothing to mix and the update is the plain one (a warning is log
 
 Example:
     >>> import torch
-    >>> from gradleak.types import GroundTruth
+    >>> from gradleak.core.types import GroundTruth
     >>> truth = GroundTruth(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]))
     >>> mixed = MixUp(alpha=1.0, seed=0).client_truth(truth)
     >>> mixed.inputs.shape
@@ -28,12 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradleak.core.errors import ConfigError
+from gradleak.core.types import GroundTruth, LocalTraining
 from gradleak.defenses.training import TrainingDefense
-from gradleak.errors import ConfigError
 from gradleak.fl.client import local_sgd
 from gradleak.models.layers import last_linear
-from gradleak.registry import register_defense
-from gradleak.types import GroundTruth, LocalTraining
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,6 @@ def _num_classes(model: nn.Module, inputs: torch.Tensor) -> int:
         return int(copy.deepcopy(model)(inputs[:1]).shape[-1])
 
 
-@register_defense("mixup")
 class MixUp(TrainingDefense):
     """Train on convex combinations of pairs of the client's samples.
 
@@ -60,6 +58,7 @@ class MixUp(TrainingDefense):
     """
 
     name = "mixup"
+    takes_seed = True
 
     def __init__(self, *, alpha: float = 1.0, seed: int = 0) -> None:
         if not (isinstance(alpha, (int, float)) and alpha >= 0 and math.isfinite(alpha)):

@@ -7,7 +7,7 @@ An adaptive attacker cannot undo it (there is no deterministic part to copy).
 
 Example:
     >>> import torch
-    >>> from gradleak.types import ClientUpdate
+    >>> from gradleak.core.types import ClientUpdate
     >>> update = ClientUpdate.from_gradients({"w": torch.zeros(3)}, num_examples=1)
     >>> noisy = GaussianNoise(sigma=0.1, seed=0)(update)
     >>> noisy.defenses
@@ -23,15 +23,13 @@ import math
 import torch
 from torch import nn
 
+from gradleak.core.errors import ConfigError
+from gradleak.core.types import ClientUpdate
 from gradleak.defenses.base import Defense
-from gradleak.errors import ConfigError
-from gradleak.registry import register_defense
-from gradleak.types import ClientUpdate
 
 KINDS = ("gaussian", "laplace")
 
 
-@register_defense("noise")
 class GaussianNoise(Defense):
     """Add i.i.d. noise to every entry of every tensor of the update.
 
@@ -47,6 +45,7 @@ class GaussianNoise(Defense):
     """
 
     name = "noise"
+    takes_seed = True
 
     def __init__(self, *, sigma: float | None = None, scale: float | None = None,
                  kind: str | None = None, seed: int = 0) -> None:

@@ -11,7 +11,7 @@ Example:
     >>> import torch
     >>> from gradleak.models import build_model
     >>> from gradleak.fl import fedsgd_update
-    >>> from gradleak.types import GroundTruth
+    >>> from gradleak.core.types import GroundTruth
     >>> model = build_model("mlp", shape=(1, 8, 8), num_classes=10, seed=0)
     >>> truth = GroundTruth(torch.rand(1, 1, 8, 8), torch.tensor([3]))
     >>> make = lambda m, x, y, trainer: fedsgd_update(m, x, y, trainer=trainer)
@@ -30,11 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradleak.core.errors import ConfigError
+from gradleak.core.types import ClientUpdate, GroundTruth
 from gradleak.defenses.aggregate import SecureAggregation
 from gradleak.defenses.base import build_defenses
-from gradleak.defenses.training import TrainingDefense
-from gradleak.errors import ConfigError
-from gradleak.types import ClientUpdate, GroundTruth
 
 MakeUpdate = Callable[[nn.Module, torch.Tensor, torch.Tensor, Any], ClientUpdate]
 """``make(model, inputs, labels, trainer) -> ClientUpdate``: one client's undefended update."""
@@ -58,7 +57,7 @@ def client_seed(seed: int, k: int) -> int:
 def check_composition(defenses: Sequence[Any]) -> None:
     """At most one training defense; ``aggregate`` at most once and last."""
     problems = []
-    training = [d.name for d in defenses if isinstance(d, TrainingDefense)]
+    training = [d.name for d in defenses if d.trains]
     if len(training) > 1:
         problems.append(f"at most one defense may change local training, got {', '.join(training)}")
     positions = [i for i, d in enumerate(defenses) if isinstance(d, SecureAggregation)]
@@ -70,7 +69,7 @@ def check_composition(defenses: Sequence[Any]) -> None:
 
 def apply_defense(defense: Any, update: ClientUpdate, model: nn.Module, inputs: torch.Tensor) -> ClientUpdate:
     """Call one defense, handing it the client's inputs when it needs them (Soteria)."""
-    if getattr(defense, "needs_inputs", False):
+    if defense.needs_inputs:
         return defense(update, model=model, inputs=inputs)
     return defense(update, model=model)
 
@@ -96,7 +95,7 @@ def defend(model: nn.Module, truth: GroundTruth, specs: Sequence[str], make_upda
     clients = agg.clients if agg is not None else 1
     if clients > 1 and sample is None:
         raise ConfigError("aggregate: simulating other clients needs a sampler for their batches")
-    trainer0 = next((d for d in defenses if isinstance(d, TrainingDefense)), None)
+    trainer0 = next((d for d in defenses if d.trains), None)
     if trainer0 is not None:
         model = trainer0.prepare_model(model)
     updates, truths = [], []
@@ -104,7 +103,7 @@ def defend(model: nn.Module, truth: GroundTruth, specs: Sequence[str], make_upda
         own = defenses if k == 0 else build_defenses(list(specs), seed=client_seed(seed, k))
         own = [d for d in own if not isinstance(d, SecureAggregation)]
         batch = truth if k == 0 else sample(k)  # type: ignore[misc]
-        trainer = next((d for d in own if isinstance(d, TrainingDefense)), None)
+        trainer = next((d for d in own if d.trains), None)
         seen = trainer.client_truth(batch) if trainer is not None else batch
         update = make_update(model, batch.inputs, batch.labels, trainer)
         for defense in own:

@@ -9,7 +9,7 @@ multiplies its trial gradient by the observed non-zero mask.
 
 Example:
     >>> import torch
-    >>> from gradleak.types import ClientUpdate
+    >>> from gradleak.core.types import ClientUpdate, GradList, TrialTransform
     >>> update = ClientUpdate.from_gradients({"w": torch.arange(1.0, 11.0)}, num_examples=1)
     >>> Prune(ratio=0.9)(update).tensors["w"].tolist()
     [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 10.0]
@@ -22,10 +22,9 @@ import math
 import torch
 from torch import nn
 
+from gradleak.core.errors import ConfigError
+from gradleak.core.types import ClientUpdate, GradList, TrialTransform
 from gradleak.defenses.base import Defense
-from gradleak.errors import ConfigError
-from gradleak.registry import register_defense
-from gradleak.types import ClientUpdate
 
 
 def check_ratio(what: str, ratio: float) -> float:
@@ -45,7 +44,6 @@ def smallest_mask(values: torch.Tensor, ratio: float) -> torch.Tensor:
     return keep.reshape(values.shape)
 
 
-@register_defense("prune")
 class Prune(Defense):
     """Zero the ``ratio`` fraction of smallest-magnitude entries in each tensor.
 
@@ -65,8 +63,12 @@ class Prune(Defense):
         out = {n: t * smallest_mask(t.abs(), self.ratio).to(t.dtype) for n, t in update.tensors.items()}
         return update.with_tensors(out, defense=self.spec)
 
+    def trial_transform(self, observed: GradList, names: list[str], model: nn.Module) -> TrialTransform:
+        """Multiply by the observed non-zero mask; where a later defense (e.g. noise) filled the
+        zeros in, prune each restart's trial gradient itself at ``ratio``, per tensor."""
+        return pruning_transform(observed, self.ratio, global_k=False)
 
-@register_defense("topk")
+
 class TopK(Defense):
     """Keep only the largest ``1 − ratio`` fraction of entries (by magnitude) over the whole update.
 
@@ -92,3 +94,30 @@ class TopK(Defense):
             out[n] = t * keep[start:start + t.numel()].reshape(t.shape).to(t.dtype)
             start += t.numel()
         return update.with_tensors(out, defense=self.spec)
+
+    def trial_transform(self, observed: GradList, names: list[str], model: nn.Module) -> TrialTransform:
+        """As :meth:`Prune.trial_transform`, pruning over the whole trial gradient when filled in."""
+        return pruning_transform(observed, self.ratio, global_k=True)
+
+
+def pruning_transform(observed: GradList, ratio: float, *, global_k: bool) -> TrialTransform:
+    """The adaptive copy of ``prune`` (per tensor) or ``topk`` (``global_k``) at ``ratio``."""
+    masks = [(o != 0).to(o.dtype) for o in observed]
+    zeros = sum(int((o == 0).sum()) for o in observed) / sum(o.numel() for o in observed)
+    filled = zeros < 0.5 * ratio  # a later defense (e.g. noise) filled the zeros in
+
+    def prune(grads: GradList) -> GradList:
+        if not filled:
+            return [g * m for g, m in zip(grads, masks, strict=True)]
+        if not global_k:  # prune the trial itself, the same way, per tensor
+            return [g * torch.stack([smallest_mask(gi.detach().abs(), ratio) for gi in g]).to(g.dtype)
+                    for g in grads]
+        flat = torch.cat([g.detach().reshape(g.shape[0], -1).abs() for g in grads], dim=1)
+        keep = torch.stack([smallest_mask(row, ratio) for row in flat])
+        out, start = [], 0
+        for g in grads:
+            size = g[0].numel()
+            out.append(g * keep[:, start:start + size].reshape(g.shape).to(g.dtype))
+            start += size
+        return out
+    return prune

@@ -7,7 +7,7 @@ ICML 2018, arXiv 1802.04434).
 
 Example:
     >>> import torch
-    >>> from gradleak.types import ClientUpdate
+    >>> from gradleak.core.types import ClientUpdate, GradList, TrialTransform
     >>> update = ClientUpdate.from_gradients({"w": torch.tensor([0.0, 0.4, 1.0])}, num_examples=1)
     >>> Quantize(bits=1)(update).tensors["w"].tolist()
     [0.0, 0.0, 1.0]
@@ -20,10 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gradleak.core.errors import ConfigError
+from gradleak.core.types import ClientUpdate, GradList, TrialTransform
 from gradleak.defenses.base import Defense
-from gradleak.errors import ConfigError
-from gradleak.registry import register_defense
-from gradleak.types import ClientUpdate
 
 
 def quantize_tensor(t: torch.Tensor, bits: int, dims: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -42,7 +41,6 @@ def quantize_tensor(t: torch.Tensor, bits: int, dims: tuple[int, ...] | None = N
     return torch.where(step > 0, q, t)
 
 
-@register_defense("quantize")
 class Quantize(Defense):
     """Quantise each tensor to ``2**bits`` uniform levels between its min and max.
 
@@ -64,8 +62,16 @@ class Quantize(Defense):
         out = {n: quantize_tensor(t, self.bits) for n, t in update.tensors.items()}
         return update.with_tensors(out, defense=self.spec)
 
+    def trial_transform(self, observed: GradList, names: list[str], model: nn.Module) -> TrialTransform:
+        """The same rounding per restart, with a straight-through gradient (identity backward)."""
+        bits = self.bits
 
-@register_defense("sign")
+        def quantize(grads: GradList) -> GradList:
+            return [straight_through(g, quantize_tensor(g.detach(), bits, tuple(range(1, g.dim()))))
+                    for g in grads]
+        return quantize
+
+
 class Sign(Defense):
     """signSGD: send only the sign of every entry (``-1``, ``0`` or ``+1``)."""
 
@@ -73,3 +79,16 @@ class Sign(Defense):
 
     def __call__(self, update: ClientUpdate, *, model: nn.Module | None = None) -> ClientUpdate:
         return update.with_tensors({n: torch.sign(t) for n, t in update.tensors.items()}, defense=self.spec)
+
+    def trial_transform(self, observed: GradList, names: list[str], model: nn.Module) -> TrialTransform:
+        """``sign(g)`` scaled to the observed magnitude per tensor, straight-through backward."""
+        scales = [float(o.abs().max()) for o in observed]
+
+        def sign(grads: GradList) -> GradList:
+            return [straight_through(g, torch.sign(g.detach()) * s) for g, s in zip(grads, scales, strict=True)]
+        return sign
+
+
+def straight_through(g: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` in the forward pass, the identity in the backward pass."""
+    return g + (value - g).detach()

@@ -35,12 +35,11 @@ import torch
 from torch import nn
 from torch.func import jacrev, vmap
 
+from gradleak.core.errors import ConfigError, NotApplicableError
+from gradleak.core.types import ClientUpdate, GradList, TrialTransform
 from gradleak.defenses.base import Defense
 from gradleak.defenses.prune import check_ratio, smallest_mask
-from gradleak.errors import ConfigError, NotApplicableError
 from gradleak.models.layers import has_batchnorm, last_linear
-from gradleak.registry import register_defense
-from gradleak.types import ClientUpdate
 
 MAX_JACOBIAN = 20_000_000  # entries of one sample's Jacobian computed at once
 
@@ -84,7 +83,6 @@ def representation_scores(model: nn.Module, inputs: torch.Tensor, eps: float) ->
     return ratios.sum(0)
 
 
-@register_defense("soteria")
 class Soteria(Defense):
     """Mask the last layer's weight-gradient columns of the ``ratio`` least robust features.
 
@@ -123,3 +121,18 @@ class Soteria(Defense):
         out = dict(update.tensors)
         out[key] = update.tensors[key] * keep.to(update.tensors[key].dtype)[None, :]
         return update.with_tensors(out, defense=self.spec)
+
+    def trial_transform(self, observed: GradList, names: list[str], model: nn.Module) -> TrialTransform | None:
+        """Multiply the last linear layer's weight gradient by the observed column mask."""
+        found = last_linear(model)
+        key = f"{found[0]}.weight" if found and found[0] else "weight"
+        if found is None or key not in names:
+            return None
+        i = names.index(key)
+        columns = (observed[i].abs().sum(0) != 0).to(observed[i].dtype)
+
+        def soteria(grads: GradList) -> GradList:
+            out = list(grads)
+            out[i] = grads[i] * columns
+            return out
+        return soteria

@@ -6,7 +6,7 @@ records its spec (and public facts such as the privacy budget) so an adaptive at
 the report know it was used.
 
 Example:
-    >>> from gradleak.registry import create_defense
+    >>> from gradleak.core.registry import create_defense
     >>> isinstance(create_defense("mixup", alpha=0.4), TrainingDefense)
     True
 """
@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradleak.core.types import ClientUpdate, GroundTruth, LocalTraining
 from gradleak.defenses.base import Defense
 from gradleak.fl.client import local_sgd
-from gradleak.types import ClientUpdate, GroundTruth, LocalTraining
 
 
 class TrainingDefense(Defense):
@@ -33,6 +33,8 @@ class TrainingDefense(Defense):
     or convert the global model (e.g. BatchNorm under DP-SGD) and :meth:`client_truth` says
     what the attack should be scored against (e.g. MixUp's mixed inputs).
     """
+
+    trains = True
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         """The global model this defense can train (the server distributes this one)."""

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradleak.types import ClientUpdate, LocalTraining
+from gradleak.core.types import ClientUpdate, LocalTraining
 
 Mode = Literal["train", "eval"]
 

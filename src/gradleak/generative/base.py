@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from gradleak.errors import ConfigError
+from gradleak.core.errors import ConfigError
 
 
 class Generator(nn.Module):

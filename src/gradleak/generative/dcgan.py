@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from gradleak.errors import ConfigError
+from gradleak.core.errors import ConfigError
 from gradleak.generative.base import Generator
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from gradleak.errors import ConfigError, DataError, UnknownNameError
+from gradleak.core.errors import ConfigError, DataError, UnknownNameError
 from gradleak.generative.base import Generator
 from gradleak.generative.dcgan import ConditionalDCGAN
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 
-from gradleak.errors import ConfigError
+from gradleak.core.errors import ConfigError
 from gradleak.generative.dcgan import ConditionalDCGAN, Discriminator
 
 log = logging.getLogger(__name__)

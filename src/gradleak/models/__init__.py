@@ -16,10 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradleak.errors import ConfigError
-from gradleak.models import resnet, zoo  # noqa: F401  (registers the built-in models)
+from gradleak.core.errors import ConfigError
+from gradleak.core.registry import MODELS, check_kwargs
 from gradleak.models.layers import Normalize, has_batchnorm, last_linear
-from gradleak.registry import MODELS, check_kwargs
 
 
 def build_model(name: str, *, shape: Sequence[int], num_classes: int, seed: int,

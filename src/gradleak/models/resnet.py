@@ -26,9 +26,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from gradleak.errors import ConfigError
+from gradleak.core.errors import ConfigError
 from gradleak.models.layers import Normalize
-from gradleak.registry import register_model
 
 NORMS = ("bn", "gn", "none")
 
@@ -108,14 +107,12 @@ class ResNet(nn.Module):
         return self.fc(self.flatten(self.pool(self.layers(x))))
 
 
-@register_model("resnet20")
 def resnet20(shape: Sequence[int], num_classes: int, norm: str = "bn", width: int = 16,
              mean: float = 0.5, std: float = 0.5) -> nn.Module:
     """CIFAR ResNet-20 (He et al. 2016): 3×3 stem, 3×3 basic blocks of widths w, 2w, 4w (w=16)."""
     return ResNet(shape, num_classes, (3, 3, 3), (width, 2 * width, 4 * width), norm, mean, std)
 
 
-@register_model("resnet18")
 def resnet18(shape: Sequence[int], num_classes: int, norm: str = "bn", width: int = 64,
              mean: float = 0.5, std: float = 0.5) -> nn.Module:
     """ResNet-18 with a CIFAR-style 3×3 stem: 4×2 basic blocks of widths w..8w (w=64), ~11M parameters."""

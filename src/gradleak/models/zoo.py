@@ -15,12 +15,10 @@ import torch
 from torch import nn
 
 from gradleak.models.layers import Normalize
-from gradleak.registry import register_model
 
 Shape = Sequence[int]
 
 
-@register_model("mlp")
 def mlp(shape: Shape, num_classes: int, widths: Sequence[int] | int = (200, 200),
         mean: float = 0.5, std: float = 0.5) -> nn.Module:
     """A ReLU multi-layer perceptron: ``Normalize → Flatten → (Linear → ReLU)* → Linear``.
@@ -38,7 +36,6 @@ def mlp(shape: Shape, num_classes: int, widths: Sequence[int] | int = (200, 200)
     return nn.Sequential(*layers)
 
 
-@register_model("lenet")
 def lenet(shape: Shape, num_classes: int, mean: float = 0.5, std: float = 0.5) -> nn.Module:
     """The sigmoid LeNet of DLG (Zhu et al. 2019), weights and biases drawn from U(-0.5, 0.5)."""
     c, h, w = shape
@@ -56,7 +53,6 @@ def lenet(shape: Shape, num_classes: int, mean: float = 0.5, std: float = 0.5) -
     return model
 
 
-@register_model("convnet")
 def convnet(shape: Shape, num_classes: int, width: int = 16,
             mean: float = 0.5, std: float = 0.5) -> nn.Module:
     """A small ReLU ConvNet: three 3×3 convolutions (widths w, 2w, 2w; strides 1, 2, 2) and a linear head."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gradleak.errors import ConfigError
+from gradleak.core.errors import ConfigError
 from gradleak.report.html import render_html, write_html
 from gradleak.report.tabular import BY, csv_table, markdown_table, render_table
 

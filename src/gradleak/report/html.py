@@ -8,7 +8,7 @@ truth-vs-reconstruction grids of each attack's best, median and worst run, and t
 Example:
     >>> import tempfile
     >>> from pathlib import Path
-    >>> from gradleak.store import Store
+    >>> from gradleak.sweep.store import Store
     >>> db = Path(tempfile.mkdtemp()) / "r.sqlite"
     >>> Store(db).close()
     >>> "<html" in render_html(db)
@@ -35,7 +35,7 @@ from gradleak.report.stats import (
     summarise,
     varying,
 )
-from gradleak.store import Store
+from gradleak.sweep.store import Store
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1240px;

@@ -22,7 +22,7 @@ import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
-from gradleak.errors import ConfigError
+from gradleak.core.errors import ConfigError
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

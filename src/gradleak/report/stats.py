@@ -1,6 +1,6 @@
 """Statistics shared by the HTML, Markdown and CSV reports: groups, medians and IQRs.
 
-Rows come from :meth:`gradleak.store.Store.runs`. PSNR may be ``inf`` (an exact
+Rows come from :meth:`gradleak.sweep.store.Store.runs`. PSNR may be ``inf`` (an exact
 reconstruction); quantiles handle it without producing NaN.
 
 Example:
@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from gradleak.store import METRICS
+from gradleak.sweep.store import METRICS
 
 REPORT_METRICS = ("psnr", "ssim", "label_accuracy", "exact_fraction")
 METRIC_NAMES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "label_accuracy": "label accuracy",

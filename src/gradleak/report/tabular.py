@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gradleak.report.stats import METRIC_NAMES, REPORT_METRICS, fmt, summarise, varying
-from gradleak.store import METRICS, Store
+from gradleak.sweep.store import METRICS, Store
 
 BY = ("summary", "preset", "config", "runs")
 RUN_COLUMNS = ("key", "preset", "status", "attack", "dataset", "model", "batch_size", "protocol",

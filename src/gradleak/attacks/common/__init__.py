@@ -1,1 +1,0 @@
-"""Small, separately tested pieces that attacks share."""

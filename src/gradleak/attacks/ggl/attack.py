@@ -1,0 +1,223 @@
+"""Generative Gradient Leakage, GGL (Li, Zhang, Liu, Liu; CVPR 2022; arXiv 2203.15696).
+
+Threat model: honest-but-curious server with the model's weights, one (possibly *defended*)
+FedSGD gradient or one-step FedAvg delta, and a generator trained on public data disjoint from
+the client's. It may know the defense and apply its deterministic part to its own trial
+gradients (``transform``: the adaptive attack). Needs: a class-conditional generator whose images
+fit the model's input and whose classes cover the client's labels; labels from the last linear
+layer (iDLG for one sample, a batch label method otherwise) or known labels.
+
+Objective (the paper's best setting, its Table 1): search the latent ``z`` of the generator,
+``min_z ‖T(∇θ L(G(z, ŷ), ŷ)) − g*‖² / #tensors + λ · KL(z)``, with ``KL = −½(1 + log σ² − μ² − σ²)``
+over the entries of each latent (λ = 0.1), or the cosine distance. Optimisers: ``cma`` (CMA-ES via
+nevergrad; ``steps`` rounds × ``population`` candidates, each round one batched forward/backward),
+``bo`` (TuRBO-1 trust-region BO, as the paper's code; ``steps`` evaluations in batches), ``adam``
+(signed Adam on ``z``, ``steps`` iterations, restarts batched). Restarts keep the lowest loss.
+
+Example:
+    >>> import torch
+    >>> from gradleak.models import build_model
+    >>> from gradleak.fl import fedsgd_update
+    >>> model = build_model("lenet", shape=(1, 28, 28), num_classes=10, seed=0)
+    >>> update = fedsgd_update(model, torch.rand(1, 1, 28, 28), torch.tensor([3]))
+    >>> rec = GGL(optimizer="adam", steps=5).run(model, update, shape=(1, 28, 28))
+    >>> rec.inputs.shape, rec.labels.tolist()
+    (torch.Size([1, 1, 28, 28]), [3])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from gradleak.attacks.base import Attack
+from gradleak.attacks.ggl.population import population_gradients
+from gradleak.attacks.ggl.turbo import turbo_minimise
+from gradleak.core.errors import ConfigError, MissingDependencyError
+from gradleak.core.seeding import attack_generator
+from gradleak.core.types import ClientUpdate, Progress, Reconstruction, TrialTransform
+from gradleak.generative.base import Generator, check_compatible
+from gradleak.generative.hub import load_generator
+from gradleak.inversion.gradients import observed_gradient
+from gradleak.inversion.losses import cosine_distance, l2_distance
+from gradleak.inversion.optimize import best_restart, optimise_inputs
+from gradleak.labels.resolve import resolve_labels
+from gradleak.models.layers import last_linear
+
+OPTIMIZERS = {"cma": 800, "bo": 1000, "adam": 2500}  # default steps (the paper's Table 2)
+
+
+def latent_kl(z: torch.Tensor) -> torch.Tensor:
+    """GGL's KL regulariser per latent over its last dim: ``−½(1 + log σ² − μ² − σ²)``."""
+    mu, var = z.mean(-1), z.var(-1, unbiased=False)
+    return -0.5 * (1 + torch.log(var + 1e-10) - mu ** 2 - var)
+
+
+def import_nevergrad():  # noqa: ANN201 - the module
+    """``nevergrad``, or :class:`MissingDependencyError` naming the ``generative`` extra."""
+    try:
+        import nevergrad
+    except ImportError:
+        raise MissingDependencyError("nevergrad", "generative") from None
+    return nevergrad
+
+
+class GGL(Attack):
+    """GGL: search a generator's latent space for an image whose (defended) gradient matches.
+
+    Args:
+        generator: a shipped prior name (``mnist-dcgan``), a weights file, or a Generator.
+        optimizer: ``cma`` (CMA-ES), ``bo`` (TuRBO-1 Bayesian optimisation) or ``adam``.
+        steps: CMA rounds, BO evaluations or Adam iterations (default 800 / 1000 / 2500).
+        population: CMA-ES candidates per round (the paper: 50).
+        bo_batch: BO evaluations per batch; bo_init: Latin-hypercube points per BO restart.
+        lr: Adam learning rate on the latent.
+        kl: weight λ of the KL regulariser (the paper: 0.1).
+        distance: ``l2`` (squared L2 averaged over tensors, the paper) or ``cosine``.
+        restarts: independent runs; the lowest final loss is kept.
+        labels: ``auto``, ``known``, ``restore`` or a label method name.
+        seed: seeds the optimisers.
+        transform: the adaptive attacker's copy of the defense, applied to trial gradients.
+        backend: how ``cma`` is driven: ``pycma`` (nevergrad's CMA-ES engine, asked and told a whole
+            population at once) or ``nevergrad`` (``ParametrizedCMA``, one candidate per ask/tell,
+            as the paper's code; ~10× more overhead per round here). Both need the ``generative`` extra.
+    """
+
+    name = "ggl"
+    presets = {"tiny": {"optimizer": "adam", "steps": 2}}
+    needs_labels = True
+    takes_labels = True
+    needs_prior = True
+    supports_adaptive = True
+
+    def __init__(self, *, generator: str | Generator = "mnist-dcgan", optimizer: str = "cma",
+                 steps: int | None = None, population: int = 50, bo_batch: int = 10, bo_init: int = 256,
+                 lr: float = 0.1, kl: float = 0.1, distance: str = "l2", restarts: int = 1,
+                 labels: str = "auto", seed: int = 0, transform: TrialTransform | None = None,
+                 backend: str = "pycma") -> None:
+        problems = []
+        if backend not in ("pycma", "nevergrad"):
+            problems.append(f"backend must be 'pycma' or 'nevergrad', got {backend!r}")
+        if optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        if steps is not None and steps < 1:
+            problems.append(f"steps must be >= 1, got {steps}")
+        if min(population, bo_batch, bo_init, restarts) < 1 or (optimizer == "cma" and population < 2):
+            problems.append("population (>= 2), bo_batch, bo_init and restarts must be positive")
+        if not lr > 0 or kl < 0:
+            problems.append(f"lr must be > 0 and kl >= 0, got lr={lr}, kl={kl}")
+        if distance not in ("l2", "cosine"):
+            problems.append(f"distance must be 'l2' or 'cosine', got {distance!r}")
+        if problems:
+            raise ConfigError("ggl: " + "; ".join(problems))
+        self.generator, self.optimizer = generator, optimizer
+        self.steps = steps if steps is not None else OPTIMIZERS[optimizer]
+        self.population, self.bo_batch, self.bo_init, self.lr = population, bo_batch, bo_init, lr
+        self.kl, self.distance, self.restarts = kl, distance, restarts
+        self.labels, self.seed, self.transform, self.backend = labels, seed, transform, backend
+
+    def objective(self, model: nn.Module, generator: Generator, target: list[torch.Tensor],
+                  labels: torch.Tensor, shape: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``loss(z (P, B, latent)) -> (P,)``: gradient distance of ``G(z)`` plus λ·KL."""
+        classes = generator.label_to_class(labels)
+        state = {**{n: p.detach() for n, p in generator.named_parameters()}, **dict(generator.named_buffers())}
+
+        def loss(z: torch.Tensor) -> torch.Tensor:
+            p, b = z.shape[:2]
+            x = functional_call(generator, state, (z.reshape(p * b, -1), classes.repeat(p)))
+            trial = population_gradients(model, x.reshape(p, b, *shape), labels.expand(p, b), self.transform,
+                                         create_graph=z.requires_grad)
+            if self.distance == "l2":
+                dist = l2_distance(trial, target, mean_over_tensors=True)
+            else:
+                dist = cosine_distance(trial, target)
+            return dist + self.kl * latent_kl(z).mean(1)
+
+        return loss
+
+    def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
+                    progress: Progress | None = None) -> Reconstruction:
+        generator = load_generator(self.generator)
+        found = last_linear(model)
+        check_compatible(generator, shape, found[1].out_features if found else None)
+        target = observed_gradient(model, update)
+        labels, how = resolve_labels(model, update, self.labels, shape=shape)
+        loss = self.objective(model, generator, target, labels, shape)
+        b, d = update.num_examples, generator.latent_dim
+        if self.optimizer == "adam":
+            z0 = torch.randn((self.restarts, b, d), generator=attack_generator(self.seed))
+            z, hist = optimise_inputs(loss, z0, steps=self.steps, lr=self.lr, signed=True, box=None,
+                                      progress=progress)
+            best, final = best_restart(loss, z)
+            z_best, history, evals = z[best], hist[best], self.steps * self.restarts
+        else:
+            runs = [self._search(loss, b, d, self.seed + 1000 * r, progress) for r in range(self.restarts)]
+            best = min(range(len(runs)), key=lambda r: runs[r][1])
+            z_best, final, history = runs[best]
+            per_step = self.population if self.optimizer == "cma" else 1
+            evals = self.steps * per_step * self.restarts
+        with torch.no_grad():
+            x = generator(z_best.reshape(b, d), generator.label_to_class(labels))
+        return Reconstruction(x.reshape(b, *shape), labels, history,
+                              info={"labels_from": how, "optimizer": self.optimizer, "best_restart": best,
+                                    "final_loss": final, "evaluations": evals,
+                                    "generator": self.generator if isinstance(self.generator, str)
+                                    else type(self.generator).__name__})
+
+    def _search(self, loss: Callable[[torch.Tensor], torch.Tensor], b: int, d: int, seed: int,
+                progress: Progress | None) -> tuple[torch.Tensor, float, list[float]]:
+        """One gradient-free run (CMA-ES or TuRBO); returns the best latent, its loss and history."""
+
+        def batch_loss(flat: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return loss(flat.reshape(-1, b, d)).detach()
+
+        if self.optimizer == "bo":
+            z, f, hist = turbo_minimise(batch_loss, b * d, lb=-2.0, ub=2.0, max_evals=self.steps,
+                                        n_init=self.bo_init, batch_size=self.bo_batch, seed=seed,
+                                        progress=progress)
+            return z.reshape(b, d), f, hist
+        ng = import_nevergrad()
+        if self.backend == "nevergrad":
+            param = ng.p.Array(init=np.zeros(b * d))
+            param.random_state = np.random.RandomState(seed)
+            opt = ng.optimizers.ParametrizedCMA(popsize=self.population)(
+                parametrization=param, budget=self.steps * self.population, num_workers=self.population)
+        else:
+            try:
+                import cma  # pycma: nevergrad's CMA-ES engine, installed with it
+            except ImportError:
+                raise MissingDependencyError("cma", "generative") from None
+            es = cma.CMAEvolutionStrategy(np.zeros(b * d), 1.0, {"popsize": self.population,
+                                                                "seed": seed + 1, "verbose": -9})
+        best_z, best_f, hist = torch.zeros(b * d), math.inf, []
+        for step in range(self.steps):
+            if self.backend == "nevergrad":
+                cands = [opt.ask() for _ in range(self.population)]
+                flat = torch.as_tensor(np.stack([c.value for c in cands]), dtype=torch.float32)
+            else:
+                cands = es.ask()
+                flat = torch.as_tensor(np.stack(cands), dtype=torch.float32)
+            values = torch.nan_to_num(batch_loss(flat), nan=math.inf)
+            if self.backend == "nevergrad":
+                for c, v in zip(cands, values.tolist()):
+                    opt.tell(c, v)
+            else:
+                es.tell(cands, values.clamp_max(1e30).tolist())
+            i = int(values.argmin())
+            if values[i] < best_f:
+                best_z, best_f = flat[i], float(values[i])
+            hist.append(best_f)
+            if progress is not None:
+                progress(step + 1, self.steps, best_f)
+        mean = opt.provide_recommendation().value if self.backend == "nevergrad" else es.mean
+        rec = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
+        rec_f = float(batch_loss(rec[None]))
+        if rec_f < best_f:
+            best_z, best_f = rec, rec_f
+        return best_z.reshape(b, d), best_f, hist

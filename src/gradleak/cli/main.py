@@ -1,0 +1,66 @@
+"""The ``gradleak`` command line.
+
+Example:
+    $ gradleak attack ig --dataset mnist --model convnet --batch-size 4 --steps 1000 --seed 0 --json
+    $ gradleak list
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from gradleak.cli.attack import add_attack_args, cmd_attack
+from gradleak.cli.flower import add_parsers as add_flower_parsers
+from gradleak.cli.flower import cmd_flower_demo
+from gradleak.cli.listing import cmd_datasets, cmd_list
+from gradleak.cli.prior import add_parsers as add_prior_parsers
+from gradleak.cli.prior import cmd_prior
+from gradleak.cli.sweep import add_parsers as add_sweep_parsers
+from gradleak.cli.sweep import cmd_report, cmd_sweep
+from gradleak.core.errors import GradleakError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage on one line and exits with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"gradleak: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = _Parser(prog="gradleak", description="Measure data leakage from FL client updates.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_attack_args(sub.add_parser("attack", help="run one attack scenario end to end"))
+    lst = sub.add_parser("list", help="registered attacks, defenses, datasets, models")
+    lst.add_argument("kind", nargs="?", default="all",
+                     choices=["all", "attacks", "defenses", "datasets", "models", "labels"])
+    lst.add_argument("--json", action="store_true")
+    dsp = sub.add_parser("datasets", help="every dataset: shape, classes, size and where it comes from")
+    dsp.add_argument("--data-dir", default=None, help="also load the user-owned datasets from this folder")
+    dsp.add_argument("--json", action="store_true")
+    add_sweep_parsers(sub)
+    add_prior_parsers(sub)
+    add_flower_parsers(sub)
+    return parser
+
+
+COMMANDS = {"attack": cmd_attack, "list": cmd_list, "datasets": cmd_datasets, "sweep": cmd_sweep,
+            "report": cmd_report, "prior": cmd_prior, "flower-demo": cmd_flower_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: user errors print one line and return 2, never a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except GradleakError as err:
+        sys.stderr.write(f"gradleak: error: {err}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("gradleak: interrupted\n")
+        return 130

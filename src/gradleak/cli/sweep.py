@@ -1,0 +1,188 @@
+"""The ``gradleak sweep`` and ``gradleak report`` commands, and the sweep's progress bar.
+
+Example:
+    $ gradleak sweep bench/suite.toml --db results.sqlite --workers 1
+    $ gradleak sweep grid.toml --db results.sqlite --backend ray --address auto
+    $ gradleak report results.sqlite -o report.html
+    $ gradleak report results.sqlite --format md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the ``sweep`` and ``report`` subcommands to the CLI's subparsers."""
+    sw = sub.add_parser("sweep", help="run a TOML grid of scenarios into a SQLite results file (resumable)")
+    sw.add_argument("grid", help="TOML grid file ([base], [grid], [per_attack.NAME], [presets.NAME])")
+    sw.add_argument("--db", default="results.sqlite", help="SQLite results file (default results.sqlite)")
+    sw.add_argument("--backend", default="local", choices=["local", "ray"])
+    sw.add_argument("--workers", type=int, default=None,
+                    help="parallel runs (local default 1; ray: CPUs of a local Ray / tasks in flight)")
+    sw.add_argument("--address", default=None, help="Ray cluster to join, e.g. 'auto' (ray backend)")
+    sw.add_argument("--cpus-per-run", type=int, default=None,
+                    help="torch threads per run (local: cores/workers; ray: CPUs each task asks for, 1)")
+    sw.add_argument("--retry-failed", action="store_true", help="run stored failed runs again")
+    sw.add_argument("--max-runs", type=int, default=None,
+                    help="refuse grids expanding to more runs than this (default [sweep] max_runs or 10000)")
+    sw.add_argument("--preset", action="append", default=None, metavar="NAME",
+                    help="run only this named preset (repeatable)")
+    sw.add_argument("--dry-run", action="store_true", help="check and list the plan; run nothing")
+    sw.add_argument("--report", default=None, metavar="FILE.html", help="write the HTML report at the end")
+    sw.add_argument("--json", action="store_true", help="print the final counts as one JSON object")
+    sw.add_argument("--no-progress", action="store_true")
+    rp = sub.add_parser("report", help="HTML / Markdown / CSV report of a sweep's results file")
+    rp.add_argument("db", help="SQLite results file written by 'gradleak sweep' (may still be running)")
+    rp.add_argument("-o", "--out", default=None,
+                    help="output file (html default report.html; md/csv default stdout)")
+    rp.add_argument("--format", default=None, choices=["html", "md", "csv"],
+                    help="default: from --out's suffix, else html")
+    rp.add_argument("--by", default="summary", choices=["summary", "preset", "config", "runs"],
+                    help="md/csv rows: attack × defense, preset × attack × defense, each configuration, or each run")
+
+
+class SweepBar:
+    """Rich progress with done / failed / remaining and an ETA; one line per run when not a terminal."""
+
+    def __init__(self, progress: Progress | None, console: Console) -> None:
+        self.progress, self.console = progress, console
+        self.task: Any = None
+        self.done = self.failed = self.total = 0
+        self.start = time.perf_counter()
+
+    def on_start(self, counts: dict[str, int]) -> None:
+        self.total = counts["to_run"]
+        message = (f"{counts['total']} planned, {counts['skipped']} already stored, "
+                   f"{counts['to_run']} to run")
+        if self.progress is not None:
+            self.progress.console.print(message)
+            self.task = self.progress.add_task("sweep", total=self.total, done=0, failed=0,
+                                               remaining=self.total)
+        else:
+            self.console.print(message)
+
+    def on_result(self, result: dict[str, Any]) -> None:
+        self.done += result["status"] == "done"
+        self.failed += result["status"] == "failed"
+        finished = self.done + self.failed
+        cfg = result["config"]
+        what = (f"{cfg.get('attack')} b={cfg.get('batch_size')} seed={cfg.get('seed')} "
+                f"{' + '.join(cfg.get('defenses') or []) or ''}").strip()
+        line = (f"[{finished}/{self.total}] {result['status']} {result['key']} {what}" +
+                (f" psnr={result['metrics']['psnr']:.2f}" if result["status"] == "done" else
+                 f" error: {result.get('error', '')[:200]}"))
+        if self.progress is not None:
+            if result["status"] == "failed":
+                self.progress.console.print(line)
+            self.progress.update(self.task, completed=finished, done=self.done, failed=self.failed,
+                                 remaining=self.total - finished)
+        else:
+            self.console.print(line, highlight=False)
+
+
+@contextmanager
+def sweep_bar(disable: bool) -> Iterator[SweepBar | None]:
+    """A :class:`SweepBar` on stderr (``None`` when disabled)."""
+    console = Console(stderr=True)
+    if disable:
+        yield None
+        return
+    if not console.is_terminal:
+        yield SweepBar(None, console)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("done {task.fields[done]} · failed {task.fields[failed]} · "
+                          "remaining {task.fields[remaining]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        yield SweepBar(progress, console)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``gradleak sweep``: check the whole grid, then run what is not stored yet."""
+    from gradleak.sweep.backends import run_sweep
+    from gradleak.sweep.grid import load_grid
+
+    grid = load_grid(args.grid, max_runs=args.max_runs, presets=args.preset)
+    if args.dry_run:
+        return _dry_run(grid, args)
+    with sweep_bar(args.no_progress) as bar:
+        counts = run_sweep(grid, args.db, backend=args.backend, workers=args.workers, address=args.address,
+                           cpus_per_run=args.cpus_per_run, retry_failed=args.retry_failed,
+                           on_start=bar.on_start if bar else None, on_result=bar.on_result if bar else None)
+    if args.report:
+        from gradleak.report import write_report
+
+        write_report(args.db, args.report)
+    if args.json:
+        print(json.dumps({**counts, "db": str(args.db), "report": args.report}))
+    else:
+        table = Table(title=f"sweep {args.grid} → {args.db}")
+        for col in ("planned", "already stored", "done now", "failed now"):
+            table.add_column(col, justify="right")
+        table.add_row(*(str(counts[k]) for k in ("total", "skipped", "done", "failed")))
+        console = Console()
+        console.print(table)
+        hint = f"report written to {args.report}" if args.report else \
+            f"report: gradleak report {args.db} -o report.html"
+        console.print(hint + (" · retry failures with --retry-failed" if counts["failed"] else ""))
+    return 1 if counts["failed"] else 0
+
+
+def _dry_run(grid: Any, args: argparse.Namespace) -> int:
+    from gradleak.sweep.store import Store
+
+    status: dict[str, str] = {}
+    if Path(args.db).is_file():
+        with Store(args.db, readonly=True) as store:
+            status = store.statuses()
+    plan = [{"key": r.key, "preset": r.preset, "stored": status.get(r.key),
+             "attack": r.scenario.attack, "batch_size": r.scenario.batch_size, "seed": r.scenario.seed,
+             "defenses": list(r.scenario.defenses)} for r in grid.runs]
+    if args.json:
+        print(json.dumps(plan))
+        return 0
+    table = Table(title=f"{len(plan)} runs planned from {args.grid} (nothing run)")
+    for col in ("key", "preset", "attack", "batch", "seed", "defenses", "stored"):
+        table.add_column(col)
+    for p in plan:
+        table.add_row(p["key"], p["preset"], p["attack"], str(p["batch_size"]), str(p["seed"]),
+                      " + ".join(p["defenses"]) or "none", p["stored"] or "-")
+    Console().print(table)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``gradleak report``: HTML (self-contained), Markdown or CSV of a results file."""
+    from gradleak.report import write_report
+
+    fmt = args.format
+    if fmt is None:
+        suffix = Path(args.out).suffix.lower().lstrip(".") if args.out else ""
+        fmt = suffix if suffix in ("md", "csv") else "html"
+    out = args.out or ("report.html" if fmt == "html" else None)
+    text = write_report(args.db, out, fmt=fmt, by=args.by)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        Console(stderr=True).print(f"report written to {out}")
+    return 0

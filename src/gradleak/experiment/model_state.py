@@ -1,0 +1,253 @@
+"""The model's training stage: untrained, trained for some epochs (cached), or the user's checkpoint.
+
+How much an update leaks depends on where the model is in training, so a scenario says which
+weights the server sends:
+
+* ``untrained`` — the seeded initialisation (the default; nothing else happens).
+* ``trained:EPOCHS`` — Adam (lr 1e-3, batch 64, seeded shuffling) on the dataset's *training*
+  split for ``EPOCHS`` epochs, BatchNorm in train mode; the weights (and BN statistics) are
+  cached in ``$GRADLEAK_CACHE/models`` under a hash of everything that determines them (model,
+  options, seed, dataset, options, a fingerprint of the training data, epochs, optimiser,
+  torch version), so a second run reuses them. Test accuracy is measured on the held-out split.
+* a checkpoint file — safetensors, or ``torch.load(weights_only=True)``, which refuses any
+  pickle that asks for code; never an arbitrary pickle. A checkpoint that does not fit the
+  model is refused with the first differing keys and shapes.
+
+When the model is trained or loaded, the attacked batch comes from the held-out split.
+
+Example:
+    >>> from gradleak.experiment.model_state import prepare_model
+    >>> model, pool, info = prepare_model("mlp", {}, "digits", {}, seed=0, model_state="trained:1")
+    >>> info["test_accuracy"] > 0.5, len(pool)
+    (True, 359)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gradleak.core.errors import ConfigError, DataError
+from gradleak.core.jsonable import to_jsonable
+from gradleak.core.paths import cache_dir
+from gradleak.data import Dataset, load_dataset
+from gradleak.data.splits import load_splits
+from gradleak.models import build_model
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+OPTIMISER = {"name": "adam", "lr": 1e-3, "batch_size": 64}
+
+
+def parse_model_state(text: str) -> int:
+    """``"untrained"`` → 0, ``"trained:EPOCHS"`` → EPOCHS (≥ 1); anything else raises ConfigError."""
+    if text == "untrained":
+        return 0
+    head, _, tail = str(text).partition(":")
+    if head == "trained" and tail.isdigit() and int(tail) >= 1:
+        return int(tail)
+    raise ConfigError(f"model state must be 'untrained' or 'trained:EPOCHS' with EPOCHS >= 1, got {text!r}")
+
+
+def train_model(model: nn.Module, data: Dataset, *, epochs: int, seed: int, lr: float = 1e-3,
+                batch_size: int = 64) -> list[float]:
+    """Train ``model`` in place with Adam and seeded shuffling; returns the mean loss per epoch."""
+    gen = torch.Generator().manual_seed(seed + 104729)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    n = len(data)
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            if len(idx) < 2 and n > 1:
+                continue  # BatchNorm cannot train on a batch of one
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(data.inputs[idx]), data.labels[idx])
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        losses.append(total / n)
+        log.info("training epoch %d/%d: loss %.4f", epoch + 1, epochs, losses[-1])
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: Dataset, *, limit: int | None = None, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) on the first ``limit`` examples of ``data``."""
+    was_training = model.training
+    model.eval()
+    n = len(data) if limit is None else min(limit, len(data))
+    correct = 0
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        correct += int((model(data.inputs[start:stop]).argmax(1) == data.labels[start:stop]).sum())
+    model.train(was_training)
+    return correct / max(n, 1)
+
+
+def fingerprint(data: Dataset) -> str:
+    """A short hash of a dataset's pixels and labels."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(data.inputs.contiguous().numpy().tobytes())
+    h.update(data.labels.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def trained_state(model: nn.Module, train: Dataset, test: Dataset, *, epochs: int, seed: int,
+                  identity: Mapping[str, Any]) -> dict[str, Any]:
+    """Load the cached trained weights into ``model``, or train and cache them; returns the info dict."""
+    key_src = json.dumps(to_jsonable({**identity, "format": FORMAT, "epochs": epochs, "seed": seed,
+                                    "optimiser": OPTIMISER, "train_data": fingerprint(train),
+                                    "torch": torch.__version__}), sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
+    folder = cache_dir() / "models"
+    weights, meta = folder / f"{key}.safetensors", folder / f"{key}.json"
+    if weights.exists() and meta.exists():
+        from safetensors.torch import load_file
+
+        try:
+            model.load_state_dict(load_file(weights))
+            info = json.loads(meta.read_text())
+            log.info("reusing cached trained model %s", weights)
+            model.eval()
+            return {**info, "cached": True, "cache_file": str(weights)}
+        except (OSError, RuntimeError, ValueError) as err:
+            log.warning("cached model %s is unreadable (%s); training again", weights, err)
+    start = time.perf_counter()
+    losses = train_model(model, train, epochs=epochs, seed=seed, lr=OPTIMISER["lr"],
+                         batch_size=OPTIMISER["batch_size"])
+    info = {"state": f"trained:{epochs}", "epochs": epochs, "train_size": len(train),
+            "test_size": len(test), "train_loss": losses, "test_accuracy": accuracy(model, test),
+            "chance": 1.0 / train.num_classes, "train_seconds": time.perf_counter() - start,
+            "cache_key": key}
+    try:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = weights.with_suffix(f".{os.getpid()}.tmp")
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        os.replace(tmp, weights)
+        meta.write_text(json.dumps(info, indent=1))
+    except OSError as err:
+        log.warning("could not cache the trained model in %s (%s); set GRADLEAK_CACHE", folder, err)
+    return {**info, "cached": False, "cache_file": str(weights)}
+
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a ``torch.save`` file read with ``weights_only=True``.
+
+    Raises:
+        DataError: the file is missing, unreadable, not a state dict, or a pickle that asks for
+            anything but tensors (such a pickle is refused before any of it runs).
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"checkpoint {p} does not exist; pass the path of a .safetensors or .pt file")
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            obj: Any = load_file(str(p))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise DataError(f"checkpoint {p} is not a readable safetensors file ({err})") from err
+    else:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj = torch.load(p, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            detail = next((ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln), "")
+            if "global" not in detail.lower() and "GLOBAL" not in str(err):
+                raise DataError(f"checkpoint {p} is not a readable torch file ({detail or 'bad pickle'}); "
+                                "save it with torch.save(model.state_dict(), path) or as safetensors"
+                                ) from err
+            raise DataError(f"checkpoint {p} was refused: it is a pickle that asks for more than tensors"
+                            f"{' (' + detail + ')' if detail else ''}; gradleak loads only weights "
+                            "(torch.load weights_only=True) — save model.state_dict() or use safetensors"
+                            ) from err
+        except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
+            raise DataError(f"checkpoint {p} is not a readable torch file ({str(err).splitlines()[0]}); "
+                            "save it with torch.save(model.state_dict(), path) or as safetensors") from err
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DataError(f"checkpoint {p} holds {type(obj).__name__}, expected a state dict "
+                        "(parameter name → tensor); save model.state_dict()")
+    state = dict(obj)
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint into ``model``; refuse one that does not fit, listing the first differences."""
+    state = read_checkpoint(path)
+    expected = model.state_dict()
+    diffs = [f"missing {k} {tuple(v.shape)}" for k, v in expected.items()
+             if k not in state and not k.endswith("num_batches_tracked")]
+    diffs += [f"unexpected {k} {tuple(v.shape)}" for k, v in state.items() if k not in expected]
+    diffs += [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if diffs:
+        raise DataError(f"checkpoint {path} does not fit the model ({len(diffs)} difference(s); first: "
+                        + "; ".join(diffs[:5]) + "); check --model, its options, --norm and the dataset's "
+                        "shape and classes")
+    merged = {k: state.get(k, v).to(v.dtype) for k, v in expected.items()}
+    model.load_state_dict(merged)
+    model.eval()
+    return {"state": "checkpoint", "checkpoint": str(path), "tensors": len(state)}
+
+
+def prepare_model(model_name: str, model_options: Mapping[str, Any], dataset_name: str,
+                  dataset_options: Mapping[str, Any], *, seed: int, model_state: str = "untrained",
+                  checkpoint: str | Path | None = None) -> tuple[nn.Module, Dataset, dict[str, Any] | None]:
+    """The model with the requested weights, the data the attacked batch is drawn from, and info.
+
+    Untrained without a checkpoint: the whole dataset, the seeded model, ``None`` (unchanged
+    behaviour). Otherwise the held-out split, and info with the test accuracy.
+    """
+    epochs = parse_model_state(model_state)
+    if epochs and checkpoint:
+        raise ConfigError("choose either --model-state trained:EPOCHS or --checkpoint FILE, not both")
+    if not epochs and not checkpoint:
+        dataset = load_dataset(dataset_name, **dataset_options)
+        model = build_model(model_name, shape=dataset.shape, num_classes=dataset.num_classes, seed=seed,
+                            **model_options)
+        return model, dataset, None
+    train, test = load_splits(dataset_name, dataset_options)
+    model = build_model(model_name, shape=test.shape, num_classes=test.num_classes, seed=seed,
+                        **model_options)
+    if checkpoint:
+        info = load_checkpoint(model, checkpoint)
+        info.update(test_accuracy=accuracy(model, test, limit=2000), test_size=min(2000, len(test)),
+                    chance=1.0 / test.num_classes)
+    else:
+        options = {k: (str(Path(v).expanduser().resolve()) if k == "data_dir" and v else v)
+                   for k, v in dataset_options.items() if k != "split"}
+        identity = {"model": model_name, "model_options": dict(model_options), "dataset": dataset_name,
+                    "dataset_options": options, "shape": list(test.shape), "classes": test.num_classes}
+        info = trained_state(model, train, test, epochs=epochs, seed=seed, identity=identity)
+    log.info("model %s (%s): test accuracy %.3f (chance %.3f)", model_name, info["state"],
+             info["test_accuracy"], info["chance"])
+    return model, test, info

@@ -1,0 +1,95 @@
+"""Observed gradients from an update, and batched trial gradients for restarts.
+
+Example:
+    >>> import torch
+    >>> from gradleak.models import build_model
+    >>> from gradleak.fl import fedsgd_update
+    >>> model = build_model("mlp", shape=(1, 8, 8), num_classes=10, seed=0)
+    >>> x, y = torch.rand(1, 1, 8, 8), torch.tensor([3])
+    >>> target = observed_gradient(model, fedsgd_update(model, x, y))
+    >>> trial = trial_gradients(model, x[None], y[None])   # (R=1, B=1, ...)
+    >>> bool(torch.allclose(trial[0][0], target[0], atol=1e-6))
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from gradleak.core.types import ClientUpdate, GradList, TrialTransform
+from gradleak.models.layers import has_batchnorm
+
+
+def observed_gradient(model: nn.Module, update: ClientUpdate) -> GradList:
+    """The gradient an attack matches, in ``model.named_parameters()`` order.
+
+    FedSGD gradients are returned as they are. A FedAvg weight delta becomes the average
+    gradient ``-(W_after - W_before) / (lr * steps)`` — exact for one local step, an
+    approximation for several (attacks that unroll local training use the delta directly).
+    """
+    update.validate(model)
+    names = [n for n, _ in model.named_parameters()]
+    if update.kind == "gradients":
+        return [update.tensors[n].detach().float() for n in names]
+    scale = delta_scale(update)
+    return [update.tensors[n].detach().float() * scale for n in names]
+
+
+def delta_scale(update: ClientUpdate) -> float:
+    """``-1 / (lr · T)``: the factor that turns a FedAvg weight delta into the average gradient."""
+    local = update.local_training
+    assert local is not None  # guaranteed by ClientUpdate for a weight delta
+    return -1.0 / (local.lr * local.num_steps(update.num_examples))
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy for hard labels ``(B,)`` or label distributions ``(B, K)``."""
+    if target.dtype in (torch.int64, torch.int32):
+        return F.cross_entropy(logits, target)
+    return -(target * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+def trial_gradients(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, transform: TrialTransform | None = None
+) -> GradList:
+    """Gradients of the client loss for R restarts at once, differentiable in ``x``.
+
+    Args:
+        model: the attacked model (its parameters are treated as constants).
+        x: trial inputs ``(R, B, C, H, W)``.
+        y: labels ``(R, B)`` (int) or label distributions ``(R, B, K)``.
+        transform: the adaptive attacker's copy of a defense's deterministic part, applied
+            to each restart's gradient list (leading dim R).
+
+    Returns:
+        one tensor per parameter, each with a leading restart dimension ``R``.
+        Restarts run as one vectorised graph; models with BatchNorm in train mode (whose
+        in-place statistics updates cannot be vectorised) fall back to a loop.
+    """
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    if x.shape[0] == 1 or (model.training and has_batchnorm(model)):
+        grads = [_plain_gradients(model, params, xi, yi) for xi, yi in zip(x, y)]
+        out = [torch.stack(gs) for gs in zip(*grads)]
+    else:
+        buffers = dict(model.named_buffers())
+
+        def loss_fn(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+            return soft_cross_entropy(functional_call(model, (p, buffers), (xi,)), yi)
+
+        g = vmap(grad(loss_fn), in_dims=(None, 0, 0))(params, x, y)
+        out = [g[n] for n in params]
+    return transform(out) if transform is not None else out
+
+
+def _plain_gradients(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor,
+                     y: torch.Tensor) -> GradList:
+    own = list(model.parameters())
+    if all(p.requires_grad for p in own):  # fast path: the model's own leaves, no re-binding
+        loss = soft_cross_entropy(model(x), y)
+        return list(torch.autograd.grad(loss, own, create_graph=True))
+    leaves = [p.requires_grad_(True) for p in params.values()]
+    loss = soft_cross_entropy(functional_call(model, params, (x,)), y)
+    return list(torch.autograd.grad(loss, leaves, create_graph=True))

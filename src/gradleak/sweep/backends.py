@@ -1,0 +1,238 @@
+"""Where sweep runs execute: a local process pool or a Ray cluster; the driver alone writes SQLite.
+
+Every run executes :func:`execute_run` in a worker: it sets torch's thread count to the CPUs the
+run was given, runs the scenario in memory, and returns the metrics, per-image scores and the
+``reconstruction.png`` bytes (nothing is written to the worker's disk, so Ray nodes need no
+shared filesystem). Any exception inside a run becomes a ``failed`` result with its error.
+
+- ``local``: a ``spawn`` process pool, default 1 worker (torch already uses the cores); each run
+  gets ``cpus_per_run`` threads (default: the machine's cores divided by the workers).
+  ``workers=0`` runs in the driver process itself.
+- ``ray``: ``address="auto"`` joins a running cluster; otherwise a local Ray starts with
+  ``workers`` CPUs. Each task asks Ray for ``cpus_per_run`` CPUs (default 1) and sets torch's
+  threads from what Ray assigned. Needs ``pip install 'gradleak[ray]'``.
+
+Example:
+    >>> from gradleak.experiment import Scenario
+    >>> from gradleak.sweep import scenario_config
+    >>> s = Scenario(attack="ig", dataset="digits", model="mlp", attack_options={"steps": 2})
+    >>> execute_run({"key": "k", "config": scenario_config(s), "threads": 1})["status"]
+    'done'
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import platform
+import socket
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gradleak.core.errors import ConfigError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+BACKENDS = ("local", "ray")
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced a result."""
+    import numpy
+    import torch
+
+    from gradleak.core.version import __version__
+
+    return {"gradleak": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+def execute_run(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one planned scenario and return its result (never raises for a failing run).
+
+    Args:
+        task: ``key``, ``config`` (a scenario dict), optional ``preset`` and ``threads``.
+    """
+    import torch
+
+    from gradleak.experiment.run import reconstruction_png, run_scenario
+    from gradleak.experiment.scenario import scenario_from_dict
+
+    if task.get("threads"):
+        torch.set_num_threads(int(task["threads"]))
+    result: dict[str, Any] = {"key": task["key"], "preset": task.get("preset"), "config": task["config"],
+                              "versions": versions(), "host": socket.gethostname()}
+    start = time.perf_counter()
+    try:
+        run = run_scenario(scenario_from_dict(task["config"]))
+        rec = run.reconstruction
+        result["image"] = reconstruction_png(rec, run.truth, run.matching)
+        losses = rec.loss_history
+        result.update(status="done", metrics=run.metrics, seconds=run.seconds,
+                      detail={"per_image": run.per_image, "matching": run.matching,
+                              "final_loss": losses[-1] if losses else None, "info": rec.info})
+    except Exception as err:  # a failing run is a result to store, not a crash of the sweep
+        log.debug("run %s failed", task["key"], exc_info=True)
+        result.update(status="failed", error=f"{type(err).__name__}: {err}",
+                      detail={"traceback": traceback.format_exc(limit=8)})
+    result["wall_seconds"] = time.perf_counter() - start
+    return result
+
+
+def _died(task: dict[str, Any], why: str) -> dict[str, Any]:
+    return {"key": task["key"], "preset": task.get("preset"), "config": task["config"],
+            "status": "failed", "error": why, "versions": {}, "wall_seconds": None}
+
+
+def run_local(tasks: list[dict[str, Any]], *, workers: int = 1,
+              cpus_per_run: int | None = None) -> Iterator[dict[str, Any]]:
+    """Execute tasks in a ``spawn`` process pool; yield results as they finish.
+
+    ``workers=0`` runs them one by one in this process (no isolation; for debugging and tests).
+    """
+    if workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0 = in this process), got {workers}")
+    if workers == 0:
+        for task in tasks:
+            yield execute_run({**task, "threads": cpus_per_run})
+        return
+    threads = cpus_per_run or max(1, (os.cpu_count() or 1) // workers)
+    pending = list(reversed(tasks))
+    context = multiprocessing.get_context("spawn")
+    while pending:
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        running: dict[cf.Future[dict[str, Any]], dict[str, Any]] = {}
+        broken = False
+        try:
+            while (pending or running) and not broken:
+                while pending and len(running) < 2 * workers:
+                    task = pending.pop()
+                    running[pool.submit(execute_run, {**task, "threads": threads})] = task
+                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    task = running.pop(future)
+                    try:
+                        result = future.result()
+                    except cf.process.BrokenProcessPool:
+                        if broken:  # lost with the pool, not the cause: run it again
+                            pending.append(task)
+                            continue
+                        broken = True
+                        result = _died(task, "the worker process died (out of memory or a crash)")
+                    yield result
+            pending.extend(running.values())  # in-flight runs lost with a broken pool run again
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _ray_execute(task: dict[str, Any]) -> dict[str, Any]:
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    return execute_run({**task, "threads": max(1, int(cpus))})
+
+
+def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address: str | None = None,
+            cpus_per_run: int | None = None) -> Iterator[dict[str, Any]]:
+    """Execute tasks as Ray tasks; yield results to the driver as they finish."""
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError("ray", "ray") from None
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                     logging_level=logging.WARNING, log_to_driver=False)
+        started = True
+    try:
+        cpus = cpus_per_run or 1
+        remote = ray.remote(num_cpus=cpus, max_retries=0)(_ray_execute)
+        window = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
+        pending = list(reversed(tasks))
+        running: dict[Any, dict[str, Any]] = {}
+        while pending or running:
+            while pending and len(running) < 2 * window:
+                task = pending.pop()
+                running[remote.remote(task)] = task
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                task = running.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except Exception as err:  # a worker that died: the run failed, the sweep goes on
+                    yield _died(task, f"the Ray task failed: {type(err).__name__}: {err}")
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def execute(tasks: list[dict[str, Any]], *, backend: str = "local", workers: int | None = None,
+            address: str | None = None, cpus_per_run: int | None = None) -> Iterator[dict[str, Any]]:
+    """Dispatch to a backend by name."""
+    if backend == "local":
+        if address:
+            raise ConfigError("--address only applies to --backend ray")
+        return run_local(tasks, workers=1 if workers is None else workers, cpus_per_run=cpus_per_run)
+    if backend == "ray":
+        return run_ray(tasks, workers=workers, address=address, cpus_per_run=cpus_per_run)
+    raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+
+
+def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int | None = None,
+              address: str | None = None, cpus_per_run: int | None = None, retry_failed: bool = False,
+              on_start: Any = None, on_result: Any = None) -> dict[str, int]:
+    """Run a parsed :class:`~gradleak.sweep.Grid` into the results database ``db``.
+
+    Finished runs are skipped; failed ones too unless ``retry_failed``. Each result is committed
+    in its own transaction as soon as it arrives, so a killed sweep resumes where it stopped.
+
+    Args:
+        grid: from :func:`gradleak.sweep.load_grid`.
+        db: the SQLite file (created when missing).
+        backend, workers, address, cpus_per_run: see :func:`execute`.
+        retry_failed: run the stored failed runs again.
+        on_start: ``fn(counts)`` called once with ``total``/``skipped``/``to_run`` before running.
+        on_result: ``fn(result)`` called after each result is stored.
+
+    Returns:
+        ``{"total", "skipped", "done", "failed"}`` for this invocation.
+
+    Example:
+        >>> from gradleak.sweep import parse_grid
+        >>> g = parse_grid('[base]\\nattack="ig"\\ndataset="digits"\\nmodel="mlp"\\nsteps=2')
+        >>> run_sweep(g, "/tmp/doc.sqlite")["total"]  # doctest: +SKIP
+        1
+    """
+    from gradleak.sweep.grid import scenario_config
+    from gradleak.sweep.store import Store
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    with Store(db) as store:
+        planned = [(r.key, r.preset, scenario_config(r.scenario)) for r in grid.runs]
+        sweep_id = store.start_sweep(grid.source, grid.text, backend, planned)
+        status = store.statuses()
+        skip = {"done"} if retry_failed else {"done", "failed"}
+        tasks = [{"key": k, "preset": p, "config": c} for k, p, c in planned if status.get(k) not in skip]
+        counts = {"total": len(planned), "skipped": len(planned) - len(tasks), "done": 0, "failed": 0}
+        log.info("sweep %s: %d planned, %d already stored, %d to run on %s", grid.source, len(planned),
+                 counts["skipped"], len(tasks), backend)
+        if on_start is not None:
+            on_start({**counts, "to_run": len(tasks)})
+        if tasks:
+            for result in execute(tasks, backend=backend, workers=workers, address=address,
+                                  cpus_per_run=cpus_per_run):
+                store.record(result)
+                counts[result["status"]] += 1
+                if on_result is not None:
+                    on_result(result)
+        store.finish_sweep(sweep_id, counts["done"], counts["failed"])
+    return counts

@@ -1,0 +1,392 @@
+"""Sweep grids: a TOML file of base settings, lists to cross and named presets → planned runs.
+
+A grid file has these tables (all optional)::
+
+    [sweep]                 # max_runs = 10000 (the expansion limit), description = "..."
+    [base]                  # one value per option, e.g. attack = "ig", steps = 200
+    [grid]                  # lists to cross, e.g. batch_size = [1, 2, 4], seed = [0, 1]
+    [per_attack.ig]         # attack options used only when attack = "ig", e.g. tv = 1e-4
+    [presets.NAME]          # a named experiment: options (single values) plus its own
+    [presets.NAME.grid]     #   grid and per_attack tables, layered over [base] and [grid]
+
+An option is any :class:`~gradleak.experiment.Scenario` field or ``gradleak attack`` option, with
+dashes or underscores (``batch-size``, ``steps``, ``restarts``, ``defense``, ``param.tv``,
+``model-option.width``, ``data-dir``, ``norm``). A later layer wins on a key: base < grid <
+top-level per_attack < preset options < preset grid < the preset's per_attack. In a grid,
+``defense`` takes specs (``"noise:sigma=0.01"``, ``"none"``) or lists of specs (a chain).
+With presets, the sweep is the union of the presets' expansions.
+
+Every problem (syntax, unknown option, wrong type, unknown name, bad value, too many runs) is
+collected and raised at once as one :class:`~gradleak.core.errors.ConfigError` before anything runs.
+Each run has a stable hash of its non-default settings, so adding a new Scenario field with a
+default keeps old hashes valid.
+
+Example:
+    >>> grid = parse_grid('''
+    ... [base]
+    ... attack = "ig"
+    ... dataset = "digits"
+    ... steps = 5
+    ... [grid]
+    ... batch_size = [1, 2]
+    ... seed = [0, 1]
+    ... ''')
+    >>> len(grid.runs), grid.runs[0].scenario.attack_options
+    (4, {'steps': 5})
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import itertools
+import json
+import sys
+import typing
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from gradleak.core.errors import ConfigError, GradleakError
+from gradleak.experiment.scenario import Scenario, build_attack, scenario_from_dict
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport
+    import tomli as tomllib
+
+DEFAULT_MAX_RUNS = 10_000
+TABLES = ("sweep", "base", "grid", "per_attack", "presets")
+SWEEP_KEYS = ("max_runs", "description", "name")
+DICT_FIELDS = ("attack_options", "model_options", "dataset_options")
+# CLI spellings that are not Scenario fields → canonical key (a field or "FIELD.option").
+ALIASES = {
+    "steps": "attack_options.steps", "restarts": "attack_options.restarts", "defense": "defenses",
+    "data_dir": "dataset_options.data_dir", "norm": "model_options.norm", "bn": "mode",
+    "share_bn_stats": "share_buffers", "param": "attack_options", "p": "attack_options",
+    "params": "attack_options", "model_option": "model_options", "dataset_option": "dataset_options",
+}
+NOT_FOR_SWEEPS = ("out", "overwrite", "save_tensors", "json", "no_progress", "update", "update_kind",
+                  "num_examples")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep: its stable hash, the preset it came from and its scenario."""
+
+    key: str
+    preset: str
+    scenario: Scenario
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed, validated grid: the distinct planned runs in order, and where they came from."""
+
+    runs: list[PlannedRun]
+    source: str
+    text: str
+    presets: tuple[str, ...]
+
+
+def scenario_config(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as plain JSON-able data (defenses as a list)."""
+    data = asdict(scenario)
+    data["defenses"] = list(data["defenses"])
+    return data
+
+
+def scenario_hash(scenario: Scenario) -> str:
+    """A stable 16-hex-digit hash of the settings that differ from the defaults.
+
+    Example:
+        >>> scenario_hash(Scenario(seed=1)) == scenario_hash(Scenario(seed=1))
+        True
+        >>> scenario_hash(Scenario(seed=1)) != scenario_hash(Scenario(seed=2))
+        True
+    """
+    default = _default_config()
+    data = {k: v for k, v in scenario_config(scenario).items() if default.get(k) != v}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(Scenario)
+    return {f.name: hints[f.name] for f in fields(Scenario)}
+
+
+def _type_problem(key: str, value: Any, kind: Any) -> str | None:
+    """Why ``value`` does not fit the Scenario field type ``kind`` (None when it fits)."""
+    args = typing.get_args(kind)
+    if value is None or value == "none":
+        return None if type(None) in args else f"{key} cannot be empty/none"
+    base = next((a for a in args if a is not type(None)), kind) if args and type(None) in args else kind
+    origin = typing.get_origin(base) or base
+    ok = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        bool: isinstance(value, bool),
+        str: isinstance(value, str),
+        tuple: isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+        dict: isinstance(value, dict),
+    }.get(origin, True)
+    return None if ok else f"{key} must be {getattr(origin, '__name__', origin)}, got {value!r}"
+
+
+def canonical_key(name: str) -> str | None:
+    """``batch-size`` → ``batch_size``, ``steps`` → ``attack_options.steps``; None when unknown."""
+    head, dot, rest = name.replace("-", "_").partition(".")
+    fields_ = _field_types()
+    head = ALIASES.get(head, head)
+    if head in fields_:
+        if dot and head not in DICT_FIELDS:
+            return None
+        return f"{head}.{rest}" if dot else head
+    if head.split(".")[0] in DICT_FIELDS and not dot:
+        return head
+    return None
+
+
+def _suggest(name: str) -> str:
+    valid = sorted(set(_field_types()) | set(ALIASES))
+    close = difflib.get_close_matches(name.replace("-", "_"), valid, n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return f"{hint}valid options: {', '.join(valid)}"
+
+
+def _flatten(table: dict[str, Any], where: str, problems: list[str], *, lists: bool) -> dict[str, Any]:
+    """Options of one table → ``{canonical_key: value}``; dict-valued options become ``FIELD.option``."""
+    out: dict[str, Any] = {}
+    for name, value in table.items():
+        key = canonical_key(name)
+        if key is None:
+            why = ("is a per-run CLI flag, not a sweep option" if name.replace("-", "_") in NOT_FOR_SWEEPS
+                   else "is not an option; " + _suggest(name))
+            problems.append(f"{where}: {name!r} {why}")
+            continue
+        items = [(key, value)]
+        if key in DICT_FIELDS and isinstance(value, dict):
+            items = [(f"{key}.{k}", v) for k, v in value.items()]
+        elif "." not in key and isinstance(value, dict):
+            problems.append(f"{where}: {name!r} takes a value, not a table")
+            continue
+        for k, v in items:
+            if k in out:
+                problems.append(f"{where}: {k!r} is set twice (through {name!r} and an alias)")
+            if lists and not isinstance(v, list):
+                problems.append(f"{where}: {name!r} must be a list of values to cross, got {v!r}")
+                continue
+            if lists and not v:
+                problems.append(f"{where}: {name!r} is an empty list (it would expand to no runs)")
+                continue
+            out[k] = [_defense_chain(x) if k == "defenses" else x for x in v] if lists else (
+                _defense_chain(v) if k == "defenses" else v)
+    return out
+
+
+def _defense_chain(value: Any) -> Any:
+    """``"noise:sigma=1"`` → ``("noise:sigma=1",)``; ``"none"``/``""`` → ``()``; lists as tuples."""
+    if isinstance(value, str):
+        return () if value.strip().lower() in ("", "none") else (value,)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _per_attack(table: Any, where: str, problems: list[str]) -> dict[str, dict[str, Any]]:
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        problems.append(f"{where}: must hold one table per attack, e.g. [{where}.ig] tv = 1e-4")
+        return {}
+    return {name: dict(options) for name, options in table.items()}
+
+
+def _check_values(axes: dict[str, list[Any]], where: str, problems: list[str]) -> None:
+    types = _field_types()
+    for key, values in axes.items():
+        if key in types:
+            for value in values:
+                problem = _type_problem(key, value, types[key])
+                if problem:
+                    problems.append(f"{where}: {problem}")
+
+
+def _resolve(values: dict[str, Any], per_attack: dict[str, dict[str, Any]]) -> Scenario:
+    data: dict[str, Any] = {name: {} for name in DICT_FIELDS}
+    for key, value in values.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            data[head][rest] = value
+        elif head in DICT_FIELDS:
+            data[head].update(value)
+        else:
+            data[head] = None if value == "none" and head not in ("labels",) else value
+    if "local_lr" in data and isinstance(data["local_lr"], int):
+        data["local_lr"] = float(data["local_lr"])
+    data["attack_options"].update(per_attack.get(data.get("attack", Scenario.attack), {}))
+    return scenario_from_dict(data)
+
+
+@functools.cache
+def _default_config() -> dict[str, Any]:
+    """The config of ``Scenario()`` (read-only; computed once, not once per planned run)."""
+    return scenario_config(Scenario())
+
+
+def _component_problems(scenario: Scenario, memo: dict[str, list[str]]) -> list[str]:
+    """Everything wrong with one scenario, checked part by part and memoised by the part's settings."""
+    from gradleak.core.registry import DATASETS, LABEL_METHODS, MODELS, check_kwargs
+    from gradleak.defenses.base import build_defenses
+    from gradleak.defenses.pipeline import check_composition
+
+    config = scenario_config(scenario)
+    checks = {
+        "scenario": (lambda: scenario.validate(),
+                     [k for k in config if k not in DICT_FIELDS and k != "defenses"]),
+        "attack": (lambda: build_attack(scenario), ["attack", "attack_options", "labels", "seed"]),
+        "dataset": (lambda: DATASETS.get(scenario.dataset), ["dataset"]),
+        "model": (lambda: check_kwargs(MODELS.get(scenario.model), scenario.model_options,
+                                       f"model {scenario.model!r}"), ["model", "model_options"]),
+        "defenses": (lambda: check_composition(build_defenses(scenario.defenses, seed=scenario.seed)),
+                     ["defenses"]),
+    }
+    if scenario.labels not in ("known", "restore", "auto"):
+        checks["labels"] = (lambda: LABEL_METHODS.get(scenario.labels), ["labels"])
+    found = []
+    for name, (check, keys) in checks.items():
+        memo_key = name + json.dumps({k: config[k] for k in keys}, sort_keys=True, default=str)
+        if memo_key not in memo:
+            try:
+                check()
+                memo[memo_key] = []
+            except (GradleakError, TypeError) as err:
+                memo[memo_key] = [str(err)]
+        found += memo[memo_key]
+    return found
+
+
+def _layers(doc: dict[str, Any], problems: list[str]) -> list[tuple[str, dict[str, list[Any]], dict]]:
+    """Each preset (or the single default one) as ``(name, axes, per_attack)``."""
+    for name in doc:
+        if name not in TABLES:
+            problems.append(f"unknown table or key [{name}]; a grid file has only "
+                            f"{', '.join(f'[{t}]' for t in TABLES)}")
+    sweep = doc.get("sweep", {})
+    for name in sweep if isinstance(sweep, dict) else ():
+        if name not in SWEEP_KEYS:
+            problems.append(f"[sweep]: unknown key {name!r}; valid: {', '.join(SWEEP_KEYS)}")
+    for t in ("sweep", "base", "grid", "per_attack", "presets"):
+        if t in doc and not isinstance(doc[t], dict):
+            problems.append(f"[{t}] must be a table")
+            doc = {**doc, t: {}}
+    base = _flatten(doc.get("base", {}), "[base]", problems, lists=False)
+    grid = _flatten(doc.get("grid", {}), "[grid]", problems, lists=True)
+    per_attack = _per_attack(doc.get("per_attack", {}), "per_attack", problems)
+    axes: dict[str, list[Any]] = {k: [v] for k, v in base.items()}
+    axes.update(grid)
+    _check_values(axes, "[base]/[grid]", problems)
+    presets = doc.get("presets", {})
+    if not presets:
+        return [("default", axes, per_attack)]
+    out = []
+    for name, table in presets.items():
+        where = f"[presets.{name}]"
+        if not isinstance(table, dict):
+            problems.append(f"{where} must be a table")
+            continue
+        table = dict(table)
+        p_grid = _flatten(table.pop("grid", {}), f"{where}.grid", problems, lists=True)
+        p_attack = _per_attack(table.pop("per_attack", {}), f"{where}.per_attack", problems)
+        p_base = _flatten(table, where, problems, lists=False)
+        p_axes = {**axes, **{k: [v] for k, v in p_base.items()}, **p_grid}
+        _check_values({**{k: [v] for k, v in p_base.items()}, **p_grid}, where, problems)
+        # top-level per-attack defaults yield to the options this preset sets itself
+        own = {k.partition(".")[2] for k in (*p_base, *p_grid) if k.startswith("attack_options.")}
+        merged = {a: {**{k: v for k, v in per_attack.get(a, {}).items() if k not in own},
+                      **p_attack.get(a, {})} for a in {*per_attack, *p_attack}}
+        out.append((name, p_axes, merged))
+    return out
+
+
+def parse_grid(text: str, *, source: str = "<grid>", max_runs: int | None = None,
+               presets: list[str] | None = None) -> Grid:
+    """Parse, expand and validate a grid; raise one :class:`ConfigError` listing every problem.
+
+    Args:
+        text: the TOML text.
+        source: where it came from (used in messages).
+        max_runs: the expansion limit (default: ``[sweep] max_runs`` or 10 000).
+        presets: run only these named presets.
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source} is not valid TOML: {err}; fix the file and run again") from None
+    problems: list[str] = []
+    layers = _layers(doc, problems)
+    sweep = doc.get("sweep", {}) if isinstance(doc.get("sweep", {}), dict) else {}
+    limit = max_runs if max_runs is not None else sweep.get("max_runs", DEFAULT_MAX_RUNS)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        problems.append(f"max_runs must be a positive integer, got {limit!r}")
+        limit = DEFAULT_MAX_RUNS
+    if presets:
+        names = [n for n, _, _ in layers]
+        problems += [f"unknown preset {p!r}; this grid has: {', '.join(names)}" for p in presets
+                     if p not in names]
+        layers = [layer for layer in layers if layer[0] in presets]
+    sizes = {name: _product_size(axes) for name, axes, _ in layers}
+    total = sum(sizes.values())
+    if total > limit:
+        detail = "; ".join(f"{n}: " + " × ".join(f"{len(v)} {k}" for k, v in a.items() if len(v) > 1)
+                           for n, a, _ in layers)
+        problems.append(f"the grid expands to {total} runs, more than the limit of {limit} ({detail}); "
+                        "shorten a list or raise the limit with --max-runs or [sweep] max_runs")
+    runs: dict[str, PlannedRun] = {}
+    memo: dict[str, list[str]] = {}
+    for name, axes, per_attack in layers:
+        keys = list(axes)
+        # within the limit: every run; beyond it, each value of each list once (to list problems)
+        combos = itertools.product(*(axes[k] for k in keys)) if total <= limit else _covering(axes)
+        for combo in combos:
+            try:
+                scenario = _resolve(dict(zip(keys, combo, strict=True)), per_attack)
+            except (GradleakError, TypeError) as err:
+                problems.append(f"[presets.{name}]: {err}" if name != "default" else str(err))
+                continue
+            problems += [f"{name}: {p}" if name != "default" else p
+                         for p in _component_problems(scenario, memo)]
+            key = scenario_hash(scenario)
+            runs.setdefault(key, PlannedRun(key, name, scenario))
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        listing = "\n".join(f"  - {p}" for p in unique)
+        raise ConfigError(f"{source}: {len(unique)} problem(s), nothing was run:\n{listing}")
+    return Grid(list(runs.values()), source, text, tuple(n for n, _, _ in layers))
+
+
+def _covering(axes: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
+    """The first combination, then each other value of each axis varied alone."""
+    first = [values[0] for values in axes.values()]
+    out = [tuple(first)]
+    for i, values in enumerate(axes.values()):
+        out += [tuple(first[:i] + [v] + first[i + 1:]) for v in values[1:]]
+    return out
+
+
+def _product_size(axes: dict[str, list[Any]]) -> int:
+    size = 1
+    for values in axes.values():
+        size *= len(values)
+    return size
+
+
+def load_grid(path: str | Path, *, max_runs: int | None = None, presets: list[str] | None = None) -> Grid:
+    """Read and parse a grid file (see :func:`parse_grid`).
+
+    Example:
+        >>> load_grid("bench/suite.toml").presets  # doctest: +SKIP
+        ('spear_exact_vs_b', ...)
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"grid file {file} does not exist; pass the path of a TOML grid")
+    return parse_grid(file.read_text(), source=str(file), max_runs=max_runs, presets=presets)
