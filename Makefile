@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # every optional feature, so that no test skips: generator priors, DP-SGD, Ray, Flower
 EXTRAS ?= dev,generative,dp,ray,flower
 
-.PHONY: setup demo test lint bench clean report-screenshot suite
+.PHONY: setup demo test lint bench clean report-screenshot suite tables
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ report-screenshot: setup
 suite: setup
 	$(BIN)/gradleak sweep bench/suite.toml --db runs/suite.sqlite --report runs/suite.html
 	$(BIN)/gradleak report runs/suite.sqlite --format md
+
+# Every published results table: runs the committed grids bench/tables/*.toml as resumable sweeps
+# (runs/tables/*.sqlite) and writes docs/results/*.md. About 15-25 minutes on a quiet 2-core machine
+# (one worker per CPU); a killed run resumes. TABLES_ARGS="--only gifd" for one table.
+tables: setup
+	$(BIN)/python bench/tables/make_tables.py $(TABLES_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

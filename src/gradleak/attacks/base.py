@@ -14,7 +14,11 @@ CLI and the contract test (never guessed from signatures):
 * ``supports_adaptive`` — it takes ``transform=``, the adaptive attacker's copy of the defenses;
 * ``takes_seed`` — it takes ``seed=`` (every random choice flows from it);
 * ``update_kinds`` — the update kinds it reads (``kind_hint``: what to do about another kind);
-* ``presets`` — named option sets; ``tiny`` is a seconds-long smoke run (tests, run-time estimates).
+* ``presets`` — named option sets (plain dicts): ``tiny`` is a seconds-long smoke run (tests,
+  run-time estimates); ``paper`` is the paper's setting as far as it is known, and
+  ``paper_sources`` says where each of its values comes from (``[PAPER]``, ``[CODE]``, ``[ABS]``)
+  or that it is a ``[GUESS]``; the implicit ``default`` preset is the constructor's defaults,
+  and ``default_tuned_on`` says on which split (if any) gradleak chose them.
 
 Example:
     >>> from gradleak.core.registry import create_attack
@@ -55,6 +59,8 @@ class Attack(ABC):
     update_kinds: ClassVar[tuple[str, ...]] = ("gradients", "weight_delta")
     kind_hint: ClassVar[str] = ""
     presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}}
+    paper_sources: ClassVar[dict[str, str]] = {}
+    default_tuned_on: ClassVar[str] = "not tuned on any split"
 
     def check(self, model: nn.Module, update: ClientUpdate) -> list[Problem]:
         """Every reason this attack cannot run on ``(model, update)``, all at once."""

@@ -25,10 +25,12 @@ import torch
 from gradleak.core.results import RunResult
 from gradleak.core.types import GroundTruth, Progress, Reconstruction
 from gradleak.core.version import __version__
-from gradleak.data import sample_batch
+from gradleak.data import sample_batch, sample_indices
 from gradleak.defenses.adaptive import adaptive_transform
 from gradleak.defenses.pipeline import client_seed, defend, defense_metrics
+from gradleak.experiment.assumptions import run_assumptions
 from gradleak.experiment.model_state import prepare_model
+from gradleak.experiment.presets import resolved_hyperparameters
 from gradleak.experiment.runfolder import check_out_dir, image_grid, prepare_out_dir, save_tensors, write_json
 from gradleak.experiment.scenario import Scenario, build_attack
 from gradleak.fl import fedavg_update, fedsgd_update
@@ -51,11 +53,13 @@ def run_scenario(
     attack = build_attack(scenario)
     if out_dir is not None:
         check_out_dir(out_dir, overwrite=overwrite)
-    # untrained: the whole dataset; trained or a checkpoint: the held-out split (model_info says so)
+    # the batch comes from the attack split (validation only when choosing hyper-parameters)
     model, dataset, model_info = prepare_model(
         scenario.model, scenario.model_options, scenario.dataset, scenario.dataset_options,
-        seed=scenario.seed, model_state=scenario.model_state, checkpoint=scenario.checkpoint)
-    truth = sample_batch(dataset, scenario.batch_size, seed=scenario.seed, label_mode=scenario.label_mode)
+        seed=scenario.seed, model_state=scenario.model_state, checkpoint=scenario.checkpoint,
+        split=scenario.split)
+    picked = sample_indices(dataset, scenario.batch_size, seed=scenario.seed, label_mode=scenario.label_mode)
+    truth = GroundTruth(dataset.inputs[picked].clone(), dataset.labels[picked].clone())
     model.train(scenario.mode == "train")
     leak, share = scenario.labels == "known", scenario.share_buffers
 
@@ -72,7 +76,8 @@ def run_scenario(
                                                     seed=client_seed(scenario.seed, k)))
     model, update, truth = defended.model, defended.update, defended.truth
     if scenario.adaptive:
-        attack = build_attack(scenario, transform=adaptive_transform(model, update))
+        variant = scenario.adaptive if isinstance(scenario.adaptive, str) else "faithful"
+        attack = build_attack(scenario, transform=adaptive_transform(model, update, variant=variant))
     rec = attack.run(model, update, shape=dataset.shape, progress=progress)
     out = prepare_out_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
     scores = evaluate(rec, truth)
@@ -81,7 +86,10 @@ def run_scenario(
     result = RunResult(scenario=asdict(scenario), metrics=metrics, per_image=scores["per_image"],
                        matching=list(scores["matching"]), reconstruction=rec, truth=truth,
                        seconds=rec.seconds, out_dir=str(out) if out is not None else None,
-                       model_state=model_info)
+                       model_state=model_info, split=dataset.split,
+                       indices=dataset.indices[picked].tolist() if dataset.indices is not None else None,
+                       preset=scenario.attack_preset, hyperparameters=resolved_hyperparameters(attack),
+                       assumptions=run_assumptions(scenario, model, update, rec))
     if out is not None:
         write_run_folder(out, result, save_tensor_file=save_tensor_file)
     return result
@@ -98,7 +106,9 @@ def reconstruction_png(rec: Reconstruction, truth: GroundTruth | None, matching:
 def write_run_folder(out: Path, result: RunResult, *, save_tensor_file: bool = False) -> None:
     """Write ``config.json``, ``metrics.json``, ``reconstruction.png`` (and tensors) of a run."""
     rec, truth = result.reconstruction, result.truth
-    config = {"scenario": result.scenario, "versions": {
+    config = {"scenario": result.scenario, "split": result.split, "indices": result.indices,
+              "preset": result.preset, "hyperparameters": result.hyperparameters,
+              "assumptions": result.assumptions, "versions": {
         "gradleak": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(out / "config.json", config)
