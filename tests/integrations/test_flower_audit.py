@@ -372,15 +372,81 @@ def test_simulation_slow_attack_keeps_rounds_in_budget_and_a_stopped_run_leaves_
     assert len(rows) == 4 and {r["status"] for r in rows} <= {"timeout", "cancelled"}, rows
     assert all(f"round's audit budget ({BUDGET:g} s)" in r["reason"] for r in rows), rows
     assert (tmp_path / "a" / "report.md").exists()
-    # (B) stopped in round 2 while round 1's attacks ran or waited: both are recorded, the report is complete.
+    # (B) stopped in round 2 while round 1's attacks ran or waited: both are recorded, the report is complete
+    # (test_flwr_stop_while_attacks_run_... shows an attack cancelled while it runs, without Ray).
     assert sink["stopped"]
-    rows = sorted(sink["b"], key=lambda r: r["reason"])
+    rows = sink["b"]
     assert [(r["round"], r["status"]) for r in rows] == [(1, "cancelled"), (1, "cancelled")], rows
-    assert "the run stopped before this attack started" in rows[0]["reason"]
-    assert "the run stopped while this attack ran" in rows[1]["reason"]
+    assert all(r["reason"].startswith("the run stopped") for r in rows)  # before it started, or while it ran
     assert {r["partition_id"] for r in rows} == {0, 1}
     report = (tmp_path / "b" / "report.md").read_text()
     assert "2 client updates seen: 0 attacked, 0 failed, 0 over budget, 2 cancelled" in report
     assert "stopped (RunNotRunningException)" in report and "| partition 1 |" in report
     assert (tmp_path / "b" / "report.html").exists()
     assert not any(os.path.exists(f"/proc/{pid}") for pid in sink["b_pids"])  # its worker was terminated
+
+
+class _ClientGrid(_Grid):
+    """A grid whose clients train for real; at train round ``stop_at`` Flower's exit path runs (``flwr stop``)."""
+
+    def __init__(self, stop_at=None):
+        super().__init__()
+        self.stop_at, self.trains = stop_at, 0
+
+    def send_and_receive(self, messages, timeout=None):
+        from gradleak.fl.client import local_sgd
+        from gradleak.integrations.flower import annotate_reply
+        from gradleak.integrations.flower.replies import local_training_from_config
+
+        messages = list(messages)
+        if not messages:
+            return []
+        self.trains += 1
+        if self.trains == self.stop_at:  # what flwr_exit does on SIGINT: exit handlers, then SystemExit
+            from flwr.supercore.exit.exit_handler import trigger_exit_handlers
+
+            trigger_exit_handlers(run_before_force_exit=True)
+            raise SystemExit(0)
+        replies = []
+        for msg in messages:
+            part = [11, 22, 33].index(msg.metadata.dst_node_id)
+            client = _model()
+            client.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+            x = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(part))
+            local = local_training_from_config(dict(msg.content["config"]))
+            local_sgd(client, x, torch.tensor([part, part + 1]), local)
+            content = RecordDict({"arrays": ArrayRecord(client.state_dict()),
+                                  "metrics": MetricRecord({"num-examples": 2})})
+
+            class Ctx:
+                node_config = {"partition-id": part}
+
+            replies.append(Message(annotate_reply(content, Ctx()), reply_to=msg))
+        return replies
+
+
+@needs_flwr
+def test_flwr_stop_while_attacks_run_cancels_them_and_still_writes_the_report(tmp_path):
+    from gradleak.integrations.flower import AuditStrategy
+
+    started, release = threading.Event(), threading.Event()
+
+    class Stuck(_Recorder):
+        def run(self, model, update, *, shape):
+            started.set()
+            release.wait(60)
+            return super().run(model, update, shape=shape)
+
+    audit = AuditStrategy(_fedavg(), model=_model(), shape=SHAPE, attack=Stuck(), store=tmp_path / "audit")
+    with pytest.raises(SystemExit):
+        audit.start(grid=_ClientGrid(stop_at=2), initial_arrays=ArrayRecord(_model().state_dict()), num_rounds=3,
+                    train_config=ConfigRecord({"lr": 0.1}))
+    release.set()
+    rows = sorted(audit.records, key=lambda r: r["partition_id"])
+    assert started.is_set() and [(r["round"], r["status"]) for r in rows] == [(1, "cancelled")] * 3
+    assert sum("while this attack ran" in r["reason"] for r in rows) == 1  # one worker: one ran, two waited
+    report = (tmp_path / "audit" / "report.md").read_text()
+    assert "stopped (Flower is shutting the ServerApp down)" in report
+    assert "3 client updates seen: 0 attacked, 0 failed, 0 over budget, 3 cancelled, 0 skipped." in report
+    assert [line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| partition")] == \
+        ["partition 0", "partition 1", "partition 2"]
