@@ -58,46 +58,68 @@ def wait_for_port(port: int, proc: subprocess.Popen, seconds: float = 120) -> No
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {seconds:.0f} s")
 
 
-def helpers_of(pids: list[int]) -> list[int]:
-    """Processes whose command line says ``--parent-pid P`` for one of ``pids``, or whose parent is one of them."""
-    found = []
+def helpers_of(pids: list[int]) -> dict[int, str]:
+    """Processes whose parent is one of ``pids`` or whose command line says ``--parent-pid P`` for one of them."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            args = [c.decode(errors="replace") for c in (entry / "cmdline").read_bytes().split(b"\0") if c]
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        args = [c.decode(errors="replace") for c in cmd]
         marked = any(a == "--parent-pid" and i + 1 < len(args) and args[i + 1].isdigit() and int(args[i + 1]) in pids
                      for i, a in enumerate(args))
-        if marked or ppid in pids:
-            found.append(int(entry.name))
+        if (marked or ppid in pids) and args:
+            program = args[1] if Path(args[0]).name.startswith("python") and len(args) > 1 else args[0]
+            found[int(entry.name)] = Path(program).name
     return found
 
 
-def stop(procs: list[subprocess.Popen], log: list[str]) -> None:
-    """SIGTERM each process we started (and the helpers they spawned), by process id; SIGKILL after 15 s."""
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def stop(procs: list[subprocess.Popen], log: list[str]) -> bool:
+    """SIGTERM each process we started (then the helpers they spawned), by process id; SIGKILL after 15 s.
+
+    Returns whether every one of them is gone afterwards.
+    """
     pids = [p.pid for p in procs]
-    family = sorted(set(helpers_of(pids)) | set(helpers_of(helpers_of(pids))))
+    family = helpers_of(pids)
+    family.update(helpers_of(list(family)))
     for proc in reversed(procs):  # SuperNodes first, the SuperLink last
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-            log.append(f"sent SIGTERM to pid {proc.pid} ({Path(proc.args[0]).name})")
+            log.append(f"SIGTERM to pid {proc.pid} ({Path(proc.args[0]).name})")
     for proc in procs:
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            log.append(f"killed pid {proc.pid} after 15 s")
-    for pid in family:
-        try:
+            log.append(f"SIGKILL to pid {proc.pid} after 15 s")
+    for pid, what in sorted(family.items()):
+        if alive(pid):
             os.kill(pid, signal.SIGTERM)
-            log.append(f"sent SIGTERM to helper pid {pid}")
-        except ProcessLookupError:
-            pass
+            log.append(f"SIGTERM to helper pid {pid} ({what})")
+        else:
+            log.append(f"helper pid {pid} ({what}) had already exited")
+    end = time.monotonic() + 15
+    while time.monotonic() < end and any(alive(pid) for pid in family):
+        time.sleep(0.5)
+    left = [pid for pid in family if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+        log.append(f"SIGKILL to helper pid {pid}")
+    gone = not any(alive(p) for p in [*pids, *family])
+    log.append(f"all {len(pids) + len(family)} processes gone: {gone}")
+    return gone
 
 
 def run(args: argparse.Namespace) -> str:
@@ -126,7 +148,8 @@ def run(args: argparse.Namespace) -> str:
                  f"record-truth=true local-momentum={args.momentum} local-weight-decay={args.weight_decay} "
                  f"attack-seconds={args.attack_seconds} seed={args.seed}")
     command = ["flwr", "run", str(APP), CONNECTION, "--stream", "--run-config", overrides]
-    begin = time.monotonic()
+    begin, load = time.monotonic(), os.getloadavg()[0]
+    args.load = load
     try:
         link = start("superlink", [str(bin_dir / "flower-superlink"), "--insecure", "--host", "127.0.0.1",
                                    "--port", str(port), "--disable-runtime-dependency-installation"])
@@ -136,12 +159,15 @@ def run(args: argparse.Namespace) -> str:
                                      f"127.0.0.1:{port}", "--host", "127.0.0.1", "--port", str(free_port()),
                                      "--node-config", f"partition-id={i} num-partitions=2 gradleak-share-truth=true"])
         time.sleep(5)  # let both SuperNodes register before the run samples them
-        result = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=args.timeout)
-        streamed = result.stdout + result.stderr
+        result = subprocess.run(command, env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, timeout=args.timeout)
+        streamed = result.stdout
     finally:
         stop(procs, stopped)
     seconds = time.monotonic() - begin
-    report = (out_dir / "report.md").read_text() if (out_dir / "report.md").exists() else "(no report was written)"
+    if not (out_dir / "report.md").exists():
+        raise RuntimeError(f"the audit wrote no report; the processes' logs are in {logs}:\n{streamed[-3000:]}")
+    report = (out_dir / "report.md").read_text()
     shutil.rmtree(home, ignore_errors=True)
     return render(command, streamed, report, stopped, seconds, port, args)
 
@@ -169,17 +195,20 @@ def render(command: list[str], streamed: str, report: str, stopped: list[str], s
         f"--momentum {args.momentum} --weight-decay {args.weight_decay} --attack-seconds {args.attack_seconds} "
         f"--seed {args.seed}` on {time.strftime('%Y-%m-%d')}; gradleak {__version__}, flwr {flwr.__version__}, "
         f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()} "
-        f"({os.cpu_count()} cores, shared with other jobs). Wall time {seconds:.0f} s for start-up, "
-        f"{args.rounds} rounds and shutdown.", "",
+        f"({os.cpu_count()} cores, shared with other jobs: load average {args.load:.1f} at the start). Wall time "
+        f"{seconds:.0f} s for start-up, {args.rounds} rounds and shutdown (each round starts a fresh ClientApp "
+        "process per SuperNode, which imports torch and gradleak).", "",
         "Setup: one `flower-superlink --insecure` on 127.0.0.1 (one port for the Fleet, Control and Runtime "
         f"APIs; port {port} this time), two `flower-supernode` processes with `--node-config "
         "\"partition-id=i num-partitions=2 gradleak-share-truth=true\"` (truth shared because this is an "
         "evaluation run), a fresh `FLWR_HOME` whose `config.toml` names the SuperLink, and", "",
         f"    {shown}", "",
-        "The app is `examples/flower_audit`: 8 MNIST digits per client (train split by partition; the "
-        "audit scores against the batch each client sent back), an MLP 784-200-200-10, FedAvg; the clients "
-        f"train one full-batch step of SGD with momentum {args.momentum} and weight decay {args.weight_decay}, "
-        "which the server sends in its train config and the audit reads from there.", "",
+        "The app is `examples/flower_audit`: 8 embedded MNIST digits per client (disjoint, chosen by partition "
+        "and seed; the same 8 every round, as FL clients reuse their data, so from round 2 on the global model "
+        "has trained on them), an untrained MLP 784-200-200-10 to start, FedAvg; the clients train one "
+        f"full-batch step of SGD with momentum {args.momentum} and weight decay {args.weight_decay}, which the "
+        "server sends in its train config and the audit reads from there (one step: the delta converts to the "
+        "exact gradient). Scores are against the batch each client sent back in its reply.", "",
         "## Progress as `flwr run --stream` printed it", "", "```", *progress, "```", "",
         tables.strip(), "",
         "## Shutdown (by process id)", "", *[f"- {x}" for x in stopped], ""])
