@@ -313,10 +313,10 @@ def demo_run(tmp_path_factory):
 @pytest.mark.slow
 def test_demo_audit_does_not_change_the_global_model(demo_run):
     _, summary, _ = demo_run
-    from gradleak.integrations.flower.demo import DemoConfig, _new_model
+    from gradleak.integrations.flower.democonfig import DemoConfig, new_model
 
     audited, plain = summary["final"], summary["final_plain"]
-    initial = _new_model(DemoConfig(seed=3)).state_dict()
+    initial = new_model(DemoConfig(seed=3)).state_dict()
     assert set(audited) == set(plain) == set(initial)
     assert any(not torch.equal(audited[k], initial[k]) for k in initial)  # it did train
     for key, value in audited.items():
