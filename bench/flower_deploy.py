@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> str:
 
     overrides = (f"num-server-rounds={args.rounds} num-clients=2 attack='{args.attack}' out-dir='{out_dir}' "
                  f"record-truth=true local-momentum={args.momentum} local-weight-decay={args.weight_decay} "
-                 f"attack-seconds={args.attack_seconds} seed={args.seed}")
+                 f"attack-seconds={args.attack_seconds} pool='{args.pool}' seed={args.seed}")
     command = ["flwr", "run", str(APP), CONNECTION, "--stream", "--run-config", overrides]
     begin, load = time.monotonic(), os.getloadavg()[0]
     args.load = load
@@ -193,8 +193,8 @@ def render(command: list[str], streamed: str, report: str, stopped: list[str], s
         "# A real Flower deployment, audited (bench/flower_deploy.py)", "",
         f"Written by `python bench/flower_deploy.py --rounds {args.rounds} --attack {args.attack} "
         f"--momentum {args.momentum} --weight-decay {args.weight_decay} --attack-seconds {args.attack_seconds} "
-        f"--seed {args.seed}` on {time.strftime('%Y-%m-%d')}; gradleak {__version__}, flwr {flwr.__version__}, "
-        f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()} "
+        f"--pool {args.pool} --seed {args.seed}` on {time.strftime('%Y-%m-%d')}; gradleak {__version__}, "
+        f"flwr {flwr.__version__}, torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()} "
         f"({os.cpu_count()} cores, shared with other jobs: load average {args.load:.1f} at the start). Wall time "
         f"{seconds:.0f} s for start-up, {args.rounds} rounds and shutdown (each round starts a fresh ClientApp "
         "process per SuperNode, which imports torch and gradleak).", "",
@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--attack-seconds", type=float, default=120.0)
+    parser.add_argument("--pool", default="thread", choices=["thread", "process"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=1200.0)
     parser.add_argument("--out", type=Path, default=OUT)

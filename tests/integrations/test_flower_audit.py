@@ -305,9 +305,9 @@ def test_simulation_slow_attack_keeps_rounds_in_budget_and_a_stopped_run_leaves_
 class _ClientGrid(_Grid):
     """A grid whose clients train for real; at train round ``stop_at`` Flower's exit path runs (``flwr stop``)."""
 
-    def __init__(self, stop_at=None):
+    def __init__(self, stop_at=None, before_stop=None):
         super().__init__()
-        self.stop_at, self.trains = stop_at, 0
+        self.stop_at, self.trains, self.before_stop = stop_at, 0, before_stop
 
     def send_and_receive(self, messages, timeout=None):
         from gradleak.fl.client import local_sgd
@@ -320,6 +320,9 @@ class _ClientGrid(_Grid):
         self.trains += 1
         if self.trains == self.stop_at:  # what flwr_exit does on SIGINT: exit handlers, then SystemExit
             from flwr.supercore.exit.exit_handler import trigger_exit_handlers
+
+            if self.before_stop is not None:
+                self.before_stop()
 
             trigger_exit_handlers(run_before_force_exit=True)
             raise SystemExit(0)
@@ -355,7 +358,8 @@ def test_flwr_stop_while_attacks_run_cancels_them_and_still_writes_the_report(tm
 
     audit = AuditStrategy(_fedavg(), model=_model(), shape=SHAPE, attack=Stuck(), store=tmp_path / "audit")
     with pytest.raises(SystemExit):
-        audit.start(grid=_ClientGrid(stop_at=2), initial_arrays=ArrayRecord(_model().state_dict()), num_rounds=3,
+        grid = _ClientGrid(stop_at=2, before_stop=lambda: started.wait(30))  # stop once an attack runs
+        audit.start(grid=grid, initial_arrays=ArrayRecord(_model().state_dict()), num_rounds=3,
                     train_config=ConfigRecord({"lr": 0.1}))
     release.set()
     rows = sorted(audit.records, key=lambda r: r["partition_id"])
@@ -366,3 +370,22 @@ def test_flwr_stop_while_attacks_run_cancels_them_and_still_writes_the_report(tm
     assert "3 client updates seen: 0 attacked, 0 failed, 0 over budget, 3 cancelled, 0 skipped." in report
     assert [line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| partition")] == \
         ["partition 0", "partition 1", "partition 2"]
+
+
+@needs_flwr
+def test_an_aggregation_error_still_leaves_every_update_recorded(tmp_path):
+    from flwr.serverapp.exception import AggregationError
+
+    from gradleak.integrations.flower import AuditStrategy
+
+    class Failing(FedAvg):
+        def aggregate_train(self, server_round, replies):
+            raise AggregationError("the inner strategy gave up")
+
+    audit = AuditStrategy(Failing(min_train_nodes=3, min_available_nodes=3), model=_model(), shape=SHAPE,
+                          attack=_Recorder(), store=tmp_path / "audit")
+    with pytest.raises(AggregationError):
+        audit.start(grid=_ClientGrid(), initial_arrays=ArrayRecord(_model().state_dict()), num_rounds=2,
+                    train_config=ConfigRecord({"lr": 0.1}))
+    assert len(audit.records) == 3 and {r["status"] for r in audit.records} <= {"ok", "cancelled"}
+    assert "stopped (AggregationError: the inner strategy gave up)" in (tmp_path / "audit" / "report.md").read_text()

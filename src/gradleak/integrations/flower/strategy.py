@@ -1,23 +1,19 @@
 """Audit a real Flower run: the server attacks each client update while training goes on.
 
-:class:`AuditStrategy` wraps any strategy of Flower's Message API (``flwr`` 1.41,
-``flwr.serverapp.strategy``). Each round it keeps a copy of the global arrays and of the train
-config it sends to every node; when the replies come back it hands the very same reply objects
-to the inner strategy (the aggregated model is the inner strategy's, bit for bit), then queues
-one attack per reply on a bounded pool (:mod:`~gradleak.integrations.flower.executor`): the
-weight delta is reply − sent and the clients' local training (optimiser, momentum, weight
-decay, FedProx's ``proximal-mu``, ...) is read from the config the server itself sent.
+:class:`AuditStrategy` wraps any strategy of Flower's Message API (``flwr`` 1.41). Each round it
+keeps a copy of the arrays and train config it sends to every node; it queues one attack per
+reply on a bounded pool (:mod:`~gradleak.integrations.flower.executor`) — the weight delta is
+reply − sent, the clients' local training is read from the config the server itself sent — and
+hands the very same reply objects to the inner strategy (whose aggregate is returned, bit for bit).
 
-* Training never waits for the audit unless ``wait=True`` — and then at most ``round_seconds``.
-  Each attack has ``attack_seconds``; the ``process`` pool terminates an attack over budget.
-* Every update seen gets one record: ``ok``, ``skipped`` (the reason), ``failed`` (the error),
-  ``timeout`` or ``cancelled``. Progress is logged through Flower's logger; the store's report
-  (``report.md``/``report.html`` for a folder) is rewritten after every round and always at the
-  end, also when the run is stopped (``flwr stop``, Ctrl+C, an exception): pending attacks are
-  then recorded as cancelled.
-* What can never work is refused before round 1, with one error: an older-API strategy, or an
-  attack whose ``check`` fails on the model for every possible update
-  (:mod:`~gradleak.integrations.flower.applicability`).
+* Training never waits for the audit unless ``wait=True``, and then at most ``round_seconds``;
+  each attack has ``attack_seconds`` (the ``process`` pool terminates an attack over budget).
+* Every update seen gets one record: ``ok``, ``skipped``, ``failed``, ``timeout`` or
+  ``cancelled``, with its reason. Progress goes through Flower's logger; the store's report is
+  rewritten after every round and at the end, also when the run stops (``flwr stop``, Ctrl+C,
+  an exception: pending attacks are then cancelled).
+* An older-API strategy, or an attack that can never apply to the model, is refused before
+  round 1 with one error (:mod:`~gradleak.integrations.flower.applicability`).
 
 Example:
     >>> from flwr.serverapp.strategy import FedAvg                    # doctest: +SKIP
@@ -169,21 +165,10 @@ class AuditStrategy:
             except Exception as err:  # an audit problem must never stop training
                 log.warning("gradleak audit: round %d could not be read: %s", server_round, err)
         self._sent = {k: v for k, v in self._sent.items() if k[0] != server_round}
+        if self._audited_round(server_round):
+            self._submit(server_round, jobs)  # queued first: even if aggregation raises, they are recorded
         result = self.inner.aggregate_train(server_round, replies)
-        if not self._audited_round(server_round):
-            return result
-        try:
-            backlog = self._executor.backlog()
-            self._executor.submit(server_round, jobs)
-            log.info("gradleak audit: round %d: %d update(s) queued for %s%s", server_round, len(jobs),
-                     self._config["attack"], f" ({backlog} still queued or running from earlier rounds)"
-                     if backlog else "")
-        except Exception as err:
-            log.warning("gradleak audit: round %d could not be queued: %s", server_round, err)
-            jobs = []
-        if not jobs:
-            self._round_done(server_round)
-        elif self.wait:
+        if jobs and self.wait:
             start = time.monotonic()
             self._executor.wait_round(server_round)
             self.audit_wait[server_round] = time.monotonic() - start
@@ -319,6 +304,23 @@ class AuditStrategy:
             jobs.append(((server_round, node), AttackJob(self.attack, self.model, state, update, self.shape,
                                                          self.mode == "train")))
         return jobs
+
+    def _submit(self, server_round: int, jobs: list[tuple[Any, AttackJob]]) -> None:
+        try:
+            backlog = self._executor.backlog()
+            self._executor.submit(server_round, jobs)
+        except Exception as err:  # e.g. the audit was closed: record them, never raise into training
+            for key, _ in jobs:
+                record = self._queued.pop(key)
+                record.status, record.reason = "failed", f"the attack could not be queued: {err}"
+                self._store(record)
+            jobs = []
+        else:
+            log.info("gradleak audit: round %d: %d update(s) queued for %s%s", server_round, len(jobs),
+                     self._config["attack"], f" ({backlog} still queued or running from earlier rounds)"
+                     if backlog else "")
+        if not jobs:
+            self._round_done(server_round)
 
     def _take_truth(self, server_round: int, node: int, info: dict[str, Any]) -> None:
         if "truth" not in info:
