@@ -201,6 +201,17 @@ def test_truth_is_not_sent_unless_the_client_allows_it_and_not_used_unless_the_s
 
 # ---------------------------------------------------------------- in Flower's simulation engine
 BUDGET = 3.0
+_RELEASE = threading.Event()
+
+
+class _Slow(_Recorder):
+    """An attack far slower than any budget: it returns only when the test ends (or after 10 minutes)."""
+
+    name = "slow"
+
+    def run(self, model, update, *, shape):
+        _RELEASE.wait(600)
+        return super().run(model, update, shape=shape)
 
 
 def _simulate(tmp_path):
@@ -246,21 +257,18 @@ def _simulate(tmp_path):
 
     @server_app.main()
     def main(grid, context):
-        slow = {"attack": "ig", "attack_options": {"steps": 10**7}, "pool": "process", "workers": 1,
-                "attack_seconds": None}
+        slow = {"attack": _Slow(), "workers": 1, "attack_seconds": None}
         config = ConfigRecord({"lr": 0.1, "momentum": 0.9})
 
         def fedavg():
             return FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
 
-        try:  # both built first: their worker processes start while Flower starts the clients
+        try:
             a = AuditStrategy(fedavg(), model=_model(), shape=SHAPE, wait=True, round_seconds=BUDGET,
                               store=tmp_path / "a", **slow)
             b = AuditStrategy(fedavg(), model=_model(), shape=SHAPE, store=tmp_path / "b", **slow)
             a.start(grid=grid, initial_arrays=ArrayRecord(_model().state_dict()), num_rounds=2, train_config=config)
             sink["a"] = (a.audit_wait, a.records)
-            sink["ready"] = b.ready(timeout=120)
-            sink["b_pids"] = b._executor.process_ids
             try:
                 b.start(grid=StoppingGrid(grid), initial_arrays=ArrayRecord(_model().state_dict()), num_rounds=3,
                         train_config=config)
@@ -278,18 +286,24 @@ def _simulate(tmp_path):
 @needs_flwr
 @pytest.mark.slow
 def test_simulation_slow_attack_keeps_rounds_in_budget_and_a_stopped_run_leaves_a_complete_report(tmp_path):
-    sink = _simulate(tmp_path)
+    try:
+        sink = _simulate(tmp_path)
+    finally:
+        _RELEASE.set()  # the abandoned attack threads may end now
     assert "error" not in sink, sink.get("error")
     # (A) training waited on the audit, but never longer than the round budget (plus the dispatcher's
-    # tick and the time to kill a worker), although each attack alone would run for hours.
+    # tick), although each attack alone would have run for minutes.
     waits, rows = sink["a"]
-    assert sink["ready"] and sorted(waits) == [1, 2], sink
-    assert all(w < BUDGET + 5.0 for w in waits.values()), waits
-    assert len(rows) == 4 and {r["status"] for r in rows} <= {"timeout", "cancelled"}, rows
+    assert sorted(waits) == [1, 2] and all(w < BUDGET + 5.0 for w in waits.values()), waits
+    statuses = {n: sorted(r["status"] for r in rows if r["round"] == n) for n in (1, 2)}
+    # round 1: one attack ran into the budget, the other never got the one worker; round 2: the worker's
+    # thread still runs round 1's attack (threads cannot be killed), so both are cancelled
+    assert statuses == {1: ["cancelled", "timeout"], 2: ["cancelled", "cancelled"]}, rows
     assert all(f"round's audit budget ({BUDGET:g} s)" in r["reason"] for r in rows), rows
-    assert (tmp_path / "a" / "report.md").exists()
+    assert any("threads cannot be killed" in r["reason"] for r in rows if r["round"] == 2)  # the slot stays taken
+    assert "audit_wait_seconds" in (tmp_path / "a" / "report.md").read_text()
     # (B) stopped in round 2 while round 1's attacks ran or waited: both are recorded, the report is complete
-    # (test_flwr_stop_while_attacks_run_... shows an attack cancelled while it runs, without Ray).
+    # (test_flwr_stop_while_attacks_run_... shows the same without Ray, deterministically).
     assert sink["stopped"]
     rows = sink["b"]
     assert [(r["round"], r["status"]) for r in rows] == [(1, "cancelled"), (1, "cancelled")], rows
@@ -299,7 +313,6 @@ def test_simulation_slow_attack_keeps_rounds_in_budget_and_a_stopped_run_leaves_
     assert "2 client updates seen: 0 attacked, 0 failed, 0 over budget, 2 cancelled" in report
     assert "stopped (RunNotRunningException)" in report and "| partition 1 |" in report
     assert (tmp_path / "b" / "report.html").exists()
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in sink["b_pids"])  # its worker was terminated
 
 
 class _ClientGrid(_Grid):
