@@ -129,7 +129,11 @@ def print_check(report: dict[str, Any], console: Any = None) -> None:
              str(m["labels"]) if m["applies"] else "; ".join(m["reasons"])] for m in report["label_methods"]]
     show_table("label methods (--labels NAME)", ["method", "applies", "restored labels (sorted) / why not"], rows,
                console=console)
-    console.print("what each attack assumes:", style="bold")
+    console.print("what each attack assumes (gradleak attack NAME --help: its options and presets):", style="bold")
     for a in report["attacks"]:
-        text = f"{a['name']}: {a['requires'] or a['summary']} [{'; '.join(a['assumes'])}]"
+        text = f"{a['name']}: {a['requires'] or a['summary']}"
+        console.print(textwrap.fill(text, width=width, subsequent_indent="    "), highlight=False, markup=False)
+    console.print("what each label method does and assumes:", style="bold")
+    for m in report["label_methods"]:
+        text = f"{m['name']}: {m['summary']} {m.get('requires') or ''}".strip()
         console.print(textwrap.fill(text, width=width, subsequent_indent="    "), highlight=False, markup=False)

@@ -28,7 +28,7 @@ from torch import nn
 
 from gradleak.attacks.describe import attack_requirements, requirement_summary
 from gradleak.attacks.describe import capabilities as declared
-from gradleak.core.doctext import first_line
+from gradleak.core.doctext import first_line, paragraph
 from gradleak.core.errors import GradleakError
 from gradleak.core.registry import ATTACKS, LABEL_METHODS
 from gradleak.core.types import ClientUpdate
@@ -90,7 +90,8 @@ def _prior_problems(attack: Any, model: nn.Module, shape: Sequence[int]) -> list
 
 def _label_row(name: str, model: nn.Module, update: ClientUpdate, shape: Sequence[int]) -> dict[str, Any]:
     method = LABEL_METHODS.get(name)
-    row: dict[str, Any] = {"name": name, "summary": first_line(method.__doc__)}
+    row: dict[str, Any] = {"name": name, "summary": first_line(method.__doc__),
+                           "requires": paragraph(method.__doc__, "Needs")}
     try:
         with torch.no_grad():
             restored = method(model, update, shape=shape)

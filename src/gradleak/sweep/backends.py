@@ -7,7 +7,7 @@ shared filesystem). Any exception inside a run becomes a ``failed`` result with 
 
 - ``local``: a ``spawn`` process pool, by default one worker per core, each run with one torch
   thread (``cpus_per_run``): the small models of a sweep gain little from intra-op threads,
-  and several threaded runs on the same cores oversubscribe them (``bench/bench_sweep_threads.py``).
+  and several threaded runs on the same cores oversubscribe them.
   ``workers=0`` runs in the driver process itself. At most ``workers`` runs are in flight, so
   ``on_begin`` names exactly the runs that are executing.
 - ``ray``: ``address="auto"`` joins a running cluster; otherwise a local Ray starts with
@@ -76,7 +76,7 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         losses = rec.loss_history
         result.update(status="done", metrics=run.metrics, seconds=run.seconds,
                       detail={"per_image": run.per_image, "matching": run.matching,
-                              "final_loss": losses[-1] if losses else None, "info": rec.info})
+                              "final_loss": losses[-1] if losses else None, "info": rec.info, "fit": run.fit})
     except Exception as err:  # a failing run is a result to store, not a crash of the sweep
         log.debug("run %s failed", task["key"], exc_info=True)
         result.update(status="failed", error=f"{type(err).__name__}: {err}",
