@@ -81,3 +81,13 @@ def test_distances_are_scale_aware_and_direction_aware():
     assert gradient_distances({"w": torch.tensor([3.0, 4.0])}, g, ["w"]) == (0.0, 0.0)
     cos, rel = gradient_distances({"w": torch.tensor([-3.0, -4.0])}, g, ["w"])
     assert cos == pytest.approx(2.0) and rel == pytest.approx(2.0)
+
+
+def test_an_all_zero_update_is_named_as_such(batch):
+    x, y = batch
+    model = build_model("convnet", shape=(1, 8, 8), num_classes=10, seed=0)
+    update = fedsgd_update(model, x, y)
+    zero = update.with_tensors({k: torch.zeros_like(v) for k, v in update.tensors.items()})
+    fit = fit_report(model, zero, Reconstruction(x, y))
+    assert fit["poor"] and fit["cosine_distance"] == 1.0
+    assert fit_warning(fit, zero, model).startswith("the update is all zeros")

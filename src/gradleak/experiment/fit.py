@@ -151,6 +151,9 @@ def fit_warning(fit: Mapping[str, Any], update: ClientUpdate, model: nn.Module, 
     """One paragraph naming the likely causes of a poor fit (``None`` when the fit is good)."""
     if not fit.get("poor"):
         return None
+    if all(float(t.detach().abs().max()) == 0 for t in update.tensors.values() if t.numel()):
+        return ("the update is all zeros: it carries no information about the client's data, so no "
+                "reconstruction can explain it (check that the file holds the client's update)")
     figures = []
     if fit.get("residual") is not None:
         figures.append(f"first-layer residual {fit['residual']:.3g} (exact: below {POOR_RESIDUAL:g})")
