@@ -18,6 +18,12 @@ CLI and the contract test (never guessed from signatures):
   reading the delta as an average gradient (which Adam/AdamW deltas cannot be read as);
 * ``presets`` — named option sets; ``tiny`` is a seconds-long smoke run (tests, run-time estimates).
 
+Two more attributes describe the output, for people rather than for the experiment:
+
+* ``exact`` — the attack claims an exact recovery (its fit is judged by a residual too);
+* ``progress_unit`` — what its ``progress(step, total, loss)`` calls count, and
+  ``progress_total_is_bound`` — ``total`` is a cap the attack may stop well before (no ETA).
+
 Example:
     >>> from gradleak.core.registry import create_attack
     >>> attack = create_attack("idlg", steps=5)
@@ -59,6 +65,9 @@ class Attack(ABC):
     kind_hint: ClassVar[str] = ""
     unrolls_local_training: ClassVar[bool] = False
     presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}}
+    exact: ClassVar[bool] = False
+    progress_unit: ClassVar[str] = "steps"
+    progress_total_is_bound: ClassVar[bool] = False
 
     def check(self, model: nn.Module, update: ClientUpdate) -> list[Problem]:
         """Every reason this attack cannot run on ``(model, update)``, all at once."""

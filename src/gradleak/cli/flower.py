@@ -75,20 +75,19 @@ def cmd_flower_demo(args: argparse.Namespace) -> int:
         print(json.dumps(to_jsonable(summary)))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"gradleak audit of a Flower run ({args.attack}); accuracy by round: "
-                  + ", ".join(f"{k}: {v:.2f}" for k, v in sorted(summary["accuracy"].items())))
-    for column in ("round", "client", "status", "examples", "PSNR", "SSIM", "exact", "seconds", "note"):
-        table.add_column(column, no_wrap=column == "client")
-    for r in sorted(summary["records"], key=lambda r: (r["round"], r.get("partition_id") or 0, r["node_id"])):
-        m = r["metrics"] or {}
-        client = f"partition {r['partition_id']}" if r.get("partition_id") is not None else f"node {r['node_id']}"
-        table.add_row(str(r["round"]), client, r["status"], str(r["num_examples"]),
-                      _num(m.get("psnr")), _num(m.get("ssim"), 3), _num(m.get("exact_fraction")),
-                      _num(r["seconds"], 1), r["reason"][:60])
+    from gradleak.cli.tables import show_table
+
+    title = (f"gradleak audit of a Flower run ({args.attack}); accuracy by round: "
+             + ", ".join(f"{k}: {v:.2f}" for k, v in sorted(summary["accuracy"].items())))
+    records = sorted(summary["records"], key=lambda r: (r["round"], r.get("partition_id") or 0, r["node_id"]))
+    rows = [[str(r["round"]), _client(r), r["status"], str(r["num_examples"]),
+             _num((r["metrics"] or {}).get("psnr")), _num((r["metrics"] or {}).get("ssim"), 3),
+             _num((r["metrics"] or {}).get("exact_fraction")), _num(r["seconds"], 1), r["reason"] or ""]
+            for r in records]
     console = Console()
-    console.print(table)
+    show_table(title, ["round", "client", "status", "examples", "PSNR", "SSIM", "exact", "seconds", "note"], rows,
+               console=console, right=["PSNR", "SSIM", "exact", "seconds"])
     if summary.get("max_abs_diff_vs_plain") is not None:
         console.print(f"max |audited - plain FedAvg| over the final weights: {summary['max_abs_diff_vs_plain']:.3g}")
     if summary.get("report"):
@@ -98,3 +97,7 @@ def cmd_flower_demo(args: argparse.Namespace) -> int:
 
 def _num(value: Any, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _client(row: dict[str, Any]) -> str:
+    return f"partition {row['partition_id']}" if row.get("partition_id") is not None else f"node {row['node_id']}"

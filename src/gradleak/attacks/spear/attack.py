@@ -138,6 +138,9 @@ class Spear(Attack):
     name = "spear"
     presets = {"tiny": {"max_seconds": 20.0}}
     takes_labels = True
+    exact = True
+    progress_unit = "sampled row subsets"
+    progress_total_is_bound = True
 
     def __init__(self, *, method: str = "hybrid", max_samples: int = 50_000_000, batch: int = 4096,
                  max_seconds: float | None = 300.0, tau: float = 0.1, zero_tol: float | None = None,
