@@ -1,6 +1,7 @@
 # gradleak: two commands for a newcomer.
 #   make demo   set up .venv and run the main job on embedded MNIST
 #   make test   set up .venv and run the test suite
+#   make docs   set up .venv and build the documentation site into site/ (warnings are errors)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # every optional feature, so that no test skips: generator priors, DP-SGD, Ray, Flower
 EXTRAS ?= dev,generative,dp,ray,flower
 
-.PHONY: setup demo test lint bench clean report-screenshot suite tables
+.PHONY: setup demo test lint bench clean report-screenshot suite docs tables
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check src tests bench
+
+# The documentation site (MkDocs + Material + mkdocstrings), built offline; open site/index.html.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 bench: setup
 	$(BIN)/python bench/bench_attacks.py
@@ -51,4 +56,4 @@ tables: setup
 	$(BIN)/python bench/tables/make_tables.py $(TABLES_ARGS)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

@@ -59,6 +59,7 @@ class DLG(Attack):
     }
     default_tuned_on = "not tuned: the defaults are the paper preset"
     supports_adaptive = True
+    progress_unit = "L-BFGS steps"
 
     def __init__(self, *, steps: int = 300, lr: float = 1.0, max_iter: int = 20, restarts: int = 1,
                  seed: int = 0, transform: TrialTransform | None = None) -> None:

@@ -53,6 +53,8 @@ class RunResult:
         preset: the attack's hyper-parameter preset (``default``, ``paper``, ...).
         hyperparameters: every option of the attack as it ran (preset + overrides + defaults).
         assumptions: what the run assumed the server knows (``experiment/assumptions.py``).
+        fit: how well the reconstruction explains the update (``gradleak.experiment.fit``):
+            ``cosine_distance``, ``relative_l2``, ``residual``, ``poor`` and ``warning``.
     """
 
     scenario: dict[str, Any]
@@ -64,6 +66,7 @@ class RunResult:
     seconds: float
     out_dir: str | None = None
     model_state: dict[str, Any] | None = None
+    fit: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     split: str | None = None
     indices: list[int] | None = None
@@ -84,5 +87,7 @@ class RunResult:
                "labels_from": self.reconstruction.info.get("labels_from")}
         if self.model_state is not None:
             out["model_state"] = self.model_state
+        if self.fit is not None:
+            out["fit"] = self.fit
         out.update(self.extra)
         return out

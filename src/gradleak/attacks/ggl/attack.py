@@ -140,6 +140,7 @@ class GGL(Attack):
     takes_labels = True
     needs_prior = True
     supports_adaptive = True
+    progress_unit = "search steps"
 
     def __init__(self, *, generator: str | Generator = "mnist-dcgan", optimizer: str = "cma",
                  steps: int | None = None, evaluations: int | None = None, population: int | None = None,
