@@ -81,6 +81,7 @@ def provenance(*, title: str, name: str, rows: list[dict[str, Any]], elapsed: fl
     versions = sorted({", ".join(f"{k} {v}" for k, v in sorted((r.get("versions") or {}).items()))
                        for r in rows} - {""})
     run_seconds = sum(r.get("wall_seconds") or 0.0 for r in rows)
+    finished = [str(r["finished"])[:16].replace("T", " ") for r in rows if r.get("finished")]
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     lines = [
         f"# {title}", "",
@@ -92,12 +93,16 @@ def provenance(*, title: str, name: str, rows: list[dict[str, Any]], elapsed: fl
         f"- **preset**: {preset}",
         f"- **budget**: {budget}",
         *[f"- {line}" for line in extra],
-        f"- **versions**: {'; '.join(versions) or 'n/a'}; gradleak commit {git_commit()}",
+        f"- **versions**: {'; '.join(versions) or 'n/a'}; gradleak commit {git_commit()} at writing (a resumed "
+        "store keeps the runs an earlier commit made)",
         f"- **machine**: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPU(s), one torch "
         f"thread per run; load average at writing {load}",
-        f"- **wall time**: {run_seconds:.0f} s of run time over {len(rows)} stored runs; this regeneration "
-        f"took {elapsed:.0f} s (a resumed one skips stored runs). Seconds depend on the machine's load; "
-        "compare them within one table only.",
+        f"- **wall time**: {run_seconds:.0f} s of run time over {len(rows)} stored runs; "
+        + (f"this regeneration took {elapsed:.0f} s (a resumed one skips stored runs)" if elapsed >= 1 else
+           "rendered from the stores (`--render-only`), no run repeated")
+        + (f"; the runs finished between {first} and {last}" if (first := min(finished, default=None))
+           and (last := max(finished, default=None)) else "")
+        + ". Seconds depend on the machine's load; compare them within one table only.",
         f"- written {time.strftime('%Y-%m-%d %H:%M %Z')}", "",
     ]
     return lines
