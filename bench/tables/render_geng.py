@@ -88,4 +88,6 @@ def render_spear(db: Path, elapsed: float) -> Path:
     if worse:
         lines += ["Lower median PSNR than before (every batch still counts as exact only if it is): "
                   + "; ".join(worse) + ". PSNR of an exact float64 reconstruction depends on the images.", ""]
+    lines += ["Cut against the earlier README table: 5 batches per batch size here, 20 there (10 at b = 25); "
+              "the full version is the same grid with `seed = [0, ..., 19]` in `bench/tables/spear.toml`.", ""]
     return write("spear", lines)
