@@ -114,7 +114,7 @@ def kernel_proposals(L: torch.Tensor, z_hat: torch.Tensor, alive: torch.Tensor, 
         whether it passed on the whole predicted set (``frac = 1``) ``(k',)``.
     """
     m, r = L.shape
-    chunk = chunk or max(8, min(512, (1 << 23) // (m * r)))
+    chunk = chunk or max(8, min(512, (1 << 22) // (m * r)))
     k0 = min(r + 16, m)
     live = int(alive.sum())
     loose = replace(tol, leverage=max(tol.leverage, INPUT_LEVERAGE))
