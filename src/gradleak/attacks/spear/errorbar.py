@@ -83,7 +83,10 @@ def error_bars(grad_w: torch.Tensor, grad_bias: torch.Tensor, L: torch.Tensor, R
         Lr, Rr = U[:, :b], S[:b, None] * Vh[:b]
         gram = torch.einsum("km,ma,mc->kac", masks, Lr, Lr)
         q = torch.linalg.eigh(gram).eigenvectors[:, :, 0].T                     # (b, b) columns
-        X = to_pixels(assemble(Lr, Rr, noisy_b, q)[0]).reshape(b, -1)
+        try:
+            X = to_pixels(assemble(Lr, Rr, noisy_b, q)[0]).reshape(b, -1)
+        except torch.linalg.LinAlgError:      # two zero sets gave one direction: no estimate
+            X = torch.full_like(base, torch.inf)
         sq += (X - base).square().mean(1)
         done += 1
         if deadline is not None and deadline.hard_left() < 2 * (time.perf_counter() - tick):

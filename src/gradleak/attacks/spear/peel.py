@@ -197,7 +197,7 @@ class _Peeler:
         self.L, self.gb, self.alive, self.tol, self.deadline, self.fracs = L, grad_bias, alive, tol, deadline, fracs
         self.bias, self.wr = bias, weight @ R.T                          # z(p) = wr p + bias
         self.gen = gen if gen is not None else torch.Generator().manual_seed(0)
-        self.inside_tol = inside_tol if inside_tol is not None else max(1e-6, 100 * tol.zero)
+        self.inside_tol = inside_tol if inside_tol is not None else min(0.1, max(1e-6, 100 * tol.zero))
         m, b = L.shape
         self.norms = L.norm(dim=1)
         self.q = L.new_zeros(0, b)
