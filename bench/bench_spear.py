@@ -44,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _commit() -> str:
+    if os.environ.get("SPEAR_BENCH_COMMIT"):            # a snapshot run (git archive of a commit)
+        return os.environ["SPEAR_BENCH_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout.strip()
