@@ -112,7 +112,7 @@ def report(cache: Path, out: Path, args: argparse.Namespace) -> None:
 
     records = load(cache)
     lines = ["# SPEAR — exact batch recovery (issue 19)", "",
-             f"Written by `python bench/bench_spear.py --report-only` from `{cache.relative_to(ROOT)}` "
+             f"Written by `python bench/bench_spear.py --report-only` from `docs/results/{cache.name}` "
              f"({len(records)} runs) on {time.strftime('%Y-%m-%d')}. Commands that measured it:", ""]
     commands = sorted({r.get("command", "") for r in records} - {""})
     lines += [f"    {c}" for c in commands] or ["    python bench/bench_spear.py"]
