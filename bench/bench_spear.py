@@ -4,8 +4,10 @@ Sections (``--section``, default ``all``):
 
 * ``grid``   — the issue-19 table: b ∈ {16, 25, 32, 48, 64} × hidden width ∈ {200, 500, 1000} ×
   {MNIST, natural32}, ``--batches`` (10) seeded batches per cell, budget ``--budget`` (300 s);
-* ``extras`` — FedAvg with 5 full-batch local steps, a duplicated sample, near-duplicates, DP-SGD;
-* ``ideas``  — each part of the search switched off in turn (``--ideas-budget``);
+* ``extras`` — FedAvg with 5 full-batch local steps, a duplicated sample, near-duplicates, DP-SGD
+  (``--extra-batches`` 5, ``--extras-budget`` 120 s);
+* ``ideas``  — each part of the search switched off in turn (``--idea-batches`` 3, ``--ideas-budget``
+  120 s, a variant stops after 2 runs with no exact batch);
 * ``ica``    — a probe of an idea that failed (kurtosis maximisation for the directions).
 
 Every finished run is appended to ``--cache`` (JSON lines) with its seed, the git commit and the
@@ -135,8 +137,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--section", default="all", choices=("all", "grid", "extras", "ideas", "ica"))
     parser.add_argument("--batches", type=int, default=10, help="seeded batches per cell")
-    parser.add_argument("--extra-batches", type=int, default=5, help="batches per extras/ideas case")
-    parser.add_argument("--budget", type=float, default=300.0, help="attack budget in seconds")
+    parser.add_argument("--extra-batches", type=int, default=5, help="batches per extras case")
+    parser.add_argument("--idea-batches", type=int, default=3, help="batches per ideas case")
+    parser.add_argument("--budget", type=float, default=300.0, help="attack budget in seconds (grid)")
+    parser.add_argument("--extras-budget", type=float, default=120.0)
     parser.add_argument("--ideas-budget", type=float, default=120.0)
     parser.add_argument("--sizes", default="16,25,32,48,64")
     parser.add_argument("--widths", default="200,500,1000")
@@ -157,9 +161,9 @@ def main() -> None:
             measure(grid(sizes, widths, args.datasets.split(","), args.budget), args.batches, args.cache,
                     deadline, args.stop_after_failures, command)
         if args.section in ("all", "extras"):
-            measure(extras(args.budget), args.extra_batches, args.cache, deadline, 0, command)
+            measure(extras(args.extras_budget), args.extra_batches, args.cache, deadline, 0, command)
         if args.section in ("all", "ideas"):
-            measure(ideas(args.ideas_budget), args.extra_batches, args.cache, deadline, 0, command)
+            measure(ideas(args.ideas_budget), args.idea_batches, args.cache, deadline, 2, command)
         if args.section in ("all", "ica"):
             from spear_report import ica_probe
 
