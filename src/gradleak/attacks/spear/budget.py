@@ -52,6 +52,13 @@ class Deadline:
         """Seconds left of the whole budget, reserve included (``inf`` when unlimited)."""
         return self.start + self.seconds - time.perf_counter()
 
+    def part(self, share: float) -> Deadline:
+        """A deadline for a sub-step: ``share`` of what is left of the search (never later)."""
+        out = Deadline(None)
+        out.start, out.seconds = self.start, self.seconds
+        out.search_end = min(self.search_end, time.perf_counter() + share * max(0.0, self.left()))
+        return out
+
     def spent(self) -> bool:
         """Whether the search must stop now."""
         self.checks += 1

@@ -73,13 +73,30 @@ class Peeled:
     tested: int = 0
 
 
-def solve_duals(L: torch.Tensor, grad_bias: torch.Tensor, q: torch.Tensor,
-                rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``T = diag(s) P_K`` and ``s`` by least squares on ``rows`` (active samples all in ``K``)."""
-    ghat = (L[rows] @ q.T)
-    t = torch.linalg.lstsq(ghat, L[rows]).solution
-    s = torch.linalg.lstsq(ghat, grad_bias[rows, None]).solution[:, 0]
-    return t, s
+def solve_duals(L: torch.Tensor, grad_bias: torch.Tensor, q: torch.Tensor, rows: torch.Tensor,
+                found: torch.Tensor | None = None, which: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``T = diag(s) P_K`` and ``s`` for the directions ``q`` (rows) of the samples ``K``.
+
+    Two sets of linear equations, solved together by least squares: the ``rows`` whose active
+    samples all lie in ``K`` (``L_J = Ĝ_{J,K} T``), and, since ``P Q̂ diag(s) = I``, one per known
+    direction ``q̂_i`` (``found``, rows; ``which[a]`` is the row of ``found`` that ``q[a]`` is):
+    ``T_a · q̂_i = [i = which[a]]``. The second set is exact, so errors of a row that only
+    *looked* single-sample are corrected wherever the other samples' directions are known. The
+    scales follow from ``Q̂ s = Lᵀ ∂L/∂b``: ``s = T Lᵀ ∂L/∂b``. A Sylvester equation
+    ``A T + T B = C``, solved in the eigenbases of ``A = Ĝ_Jᵀ Ĝ_J`` and ``B = Q̂_Fᵀ Q̂_F``.
+    """
+    ghat = L[rows] @ q.T
+    if found is None or which is None:
+        found, which = q, torch.arange(len(q))
+    E = torch.zeros(len(q), len(found), dtype=L.dtype)
+    E[torch.arange(len(q)), which] = 1.0
+    a, U = torch.linalg.eigh(ghat.T @ ghat)
+    c, V = torch.linalg.eigh(found.T @ found)
+    C = ghat.T @ L[rows] + E @ found
+    denom = a[:, None] + c[None, :]
+    t = U @ ((U.T @ C @ V) / denom.clamp_min(1e-12 * float(denom.max()))) @ V.T
+    return t, t @ (L.T @ grad_bias)
 
 
 def residuals(L: torch.Tensor, grad_bias: torch.Tensor, q: torch.Tensor, t: torch.Tensor,
@@ -295,9 +312,10 @@ def _fit(L: torch.Tensor, grad_bias: torch.Tensor, q: torch.Tensor, exact: list[
          gen_rows: list[int], alive: torch.Tensor, norms: torch.Tensor,
          inside_tol: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Duals of the samples whose proposal passed on its whole predicted zero set, and the rows
-    they explain: starts from their generating rows, adds every row the fit explains, refits."""
+    they explain: starts from their generating rows, adds every row the fit explains, refits
+    (with every found direction's constraint, :func:`solve_duals`)."""
     use = torch.tensor(exact, dtype=torch.bool)
-    peel_q = q[use]
+    peel_q, which = q[use], use.nonzero().flatten()
     inside = torch.zeros(len(norms), dtype=torch.bool)
     if len(peel_q) == 0:
         return peel_q, L.new_zeros(0, L.shape[1]), L.new_zeros(0), inside
@@ -306,7 +324,7 @@ def _fit(L: torch.Tensor, grad_bias: torch.Tensor, q: torch.Tensor, exact: list[
     rows[base] = True
     top = grad_bias.abs().max()
     for _ in range(5):
-        t, s = solve_duals(L, grad_bias, peel_q, rows)
+        t, s = solve_duals(L, grad_bias, peel_q, rows, q, which)
         rho, rhob = residuals(L, grad_bias, peel_q, t, s)
         inside = alive & (rho.norm(dim=1) <= inside_tol * norms) & (rhob.abs() <= inside_tol * top)
         nxt = inside.clone()
