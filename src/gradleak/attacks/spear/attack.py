@@ -1,7 +1,8 @@
 """SPEAR: exact gradient inversion of batches (Dimitrov, Baader, Müller, Vechev; NeurIPS 2024; arXiv 2403.03945).
 
 Threat model: honest-but-curious server with the model's weights and one FedSGD gradient (or
-a FedAvg weight delta, read as the average gradient ``−ΔW / (lr · steps)``).
+a FedAvg weight delta, read as the average gradient ``−ΔW / (lr · T_eff) − wd · W₀``, exact
+for one local step of SGD with or without momentum and weight decay).
 Needs: a first weighted layer ``nn.Linear`` *with bias* followed by ``nn.ReLU``, preceded only by
 ``Normalize``/``Flatten``/``Identity``/``Dropout`` (inverted here); batch size ``b`` below the layer
 width and the input dimension; no labels (reported as unknown, or restored by a label method).
@@ -61,7 +62,7 @@ from gradleak.attacks.spear.verify import NOISE_LIMIT, Verdict, verify
 from gradleak.core.errors import ConfigError, GradleakError
 from gradleak.core.seeding import attack_generator
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction
-from gradleak.inversion.gradients import delta_scale
+from gradleak.inversion.gradients import average_gradient
 from gradleak.labels.resolve import resolve_labels
 from gradleak.models.layers import Normalize
 
@@ -100,14 +101,11 @@ def locate_layer(model: nn.Module) -> tuple[list[nn.Module], str | None, nn.Line
     return prefix, None, None, ["the model has no weighted layer"]
 
 
-def layer_gradients(update: ClientUpdate, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (average) gradient of ``name``'s weight and bias in float64."""
-    gw = update.tensors[f"{name}.weight"].detach().double()
-    gb = update.tensors[f"{name}.bias"].detach().double()
-    if update.kind == "weight_delta":
-        scale = delta_scale(update)
-        gw, gb = gw * scale, gb * scale
-    return gw, gb
+def layer_gradients(update: ClientUpdate, name: str, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (average) gradient of ``name``'s weight and bias in float64 (``layer``: the sent weights)."""
+    assert layer.bias is not None  # checked by locate_layer
+    return (average_gradient(update, f"{name}.weight", layer.weight, torch.float64),
+            average_gradient(update, f"{name}.bias", layer.bias, torch.float64))
 
 
 class Spear(Attack):
@@ -141,6 +139,9 @@ class Spear(Attack):
     name = "spear"
     presets = {"tiny": {"max_seconds": 20.0}}
     takes_labels = True
+    exact = True
+    progress_unit = "sampled row subsets"
+    progress_total_is_bound = True
 
     def __init__(self, *, method: str = "hybrid", max_samples: int = 50_000_000, batch: int = 4096,
                  max_seconds: float | None = 300.0, tau: float = 0.1, zero_tol: float | None = None,
@@ -181,13 +182,13 @@ class Spear(Attack):
         finally:
             self._started, self._factors = None, None
 
-    def _svd(self, update: ClientUpdate, name: str) -> tuple[torch.Tensor, ...]:
+    def _svd(self, update: ClientUpdate, name: str, layer: nn.Linear) -> tuple[torch.Tensor, ...]:
         """``(∂L/∂W, ∂L/∂b, U, S, Vh)`` in float64, computed once per ``run``."""
         key = id(update.tensors[f"{name}.weight"])
         cached = self._factors
         if cached is not None and cached[0] == key:
             return cached[1]
-        gw, gb = layer_gradients(update, name)
+        gw, gb = layer_gradients(update, name, layer)
         out = (gw, gb, *thin_svd(gw))
         self._factors = (key, out)
         return out
@@ -204,7 +205,7 @@ class Spear(Attack):
             reasons.append(f"batch size {b} must be below the input dimension {n}")
         if reasons or f"{name}.weight" not in update.tensors or f"{name}.bias" not in update.tensors:
             return reasons
-        rank = self._rank(self._svd(update, name)[3])
+        rank = self._rank(self._svd(update, name, layer)[3])
         if rank == 0 or (rank < b and self.duplicates == "refuse"):
             reasons.append(f"the gradient of {name!r} has numerical rank {rank} < batch size {b} "
                            f"(rank_tol={self.rank_tol}): some samples are duplicates, inactive or "
@@ -265,7 +266,7 @@ class Spear(Attack):
 
     def _problem(self, update: ClientUpdate, name: str, layer: nn.Linear) -> tuple[Problem, dict]:
         """The float64 factorisation of the layer gradient, with tolerances and what it tells."""
-        gw, gb, U, S, Vh = self._svd(update, name)
+        gw, gb, U, S, Vh = self._svd(update, name, layer)
         W, bias = layer.weight.detach().double(), layer.bias.detach().double()
         b = update.num_examples
         d = min(b, self._rank(S)) if self.duplicates == "merge" else b
