@@ -1,8 +1,8 @@
 """SPEAR: exact gradient inversion of batches (Dimitrov, Baader, Müller, Vechev; NeurIPS 2024; arXiv 2403.03945).
 
 Threat model: honest-but-curious server with the model's weights and one FedSGD gradient (or
-a FedAvg weight delta, read as the average gradient ``−ΔW / (lr · T_eff) − wd · W₀``, exact
-for one local step of SGD with or without momentum and weight decay).
+a FedAvg weight delta of SGD — momentum, Nesterov, weight decay, FedProx — less the drift the
+client's optimiser gives the weights on its own, divided by ``−lr · T_eff``; Adam is refused).
 Needs: a first weighted layer ``nn.Linear`` *with bias* followed by ``nn.ReLU``, preceded only by
 ``Normalize``/``Flatten``/``Identity``/``Dropout`` (inverted here); batch size ``b`` below the layer
 width and the input dimension; no labels (reported as unknown, or restored by a label method).
@@ -52,6 +52,7 @@ from torch import nn
 
 from gradleak.attacks.base import Attack
 from gradleak.attacks.spear.budget import Deadline, spent
+from gradleak.attacks.spear.delta import delta_gradient
 from gradleak.attacks.spear.distinct import expand, make_replay, multiplicities
 from gradleak.attacks.spear.errorbar import error_bars, thin_svd
 from gradleak.attacks.spear.peel import Peeled, peel, reduced_basis, residuals
@@ -62,7 +63,6 @@ from gradleak.attacks.spear.verify import NOISE_LIMIT, Verdict, verify
 from gradleak.core.errors import ConfigError, GradleakError
 from gradleak.core.seeding import attack_generator
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction
-from gradleak.inversion.gradients import average_gradient
 from gradleak.labels.resolve import resolve_labels
 from gradleak.models.layers import Normalize
 
@@ -102,10 +102,11 @@ def locate_layer(model: nn.Module) -> tuple[list[nn.Module], str | None, nn.Line
 
 
 def layer_gradients(update: ClientUpdate, name: str, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (average) gradient of ``name``'s weight and bias in float64 (``layer``: the sent weights)."""
+    """The (average) gradient of ``name``'s weight and bias in float64 (``layer``: the sent weights);
+    a weight delta less the optimiser's own drift (:mod:`~gradleak.attacks.spear.delta`)."""
     assert layer.bias is not None  # checked by locate_layer
-    return (average_gradient(update, f"{name}.weight", layer.weight, torch.float64),
-            average_gradient(update, f"{name}.bias", layer.bias, torch.float64))
+    return (delta_gradient(update, f"{name}.weight", layer.weight),
+            delta_gradient(update, f"{name}.bias", layer.bias))
 
 
 class Spear(Attack):
