@@ -127,7 +127,7 @@ def report(cache: Path, out: Path, args: argparse.Namespace) -> None:
               "sample ever trained it; batches: `sample_batch(seed=i, label_mode='random')` from the whole "
               "dataset, seeds i = 0, 1, …; attack `spear` (`method=hybrid`, labels not used), seed i.",
               "* Exact: every image's max abs pixel error below 1e-4 after Hungarian matching.", ""]
-    lines += sections(records, args.budget)
+    lines += sections(records, args.budget, args.stop_after_failures)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
