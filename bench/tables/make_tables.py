@@ -12,7 +12,8 @@ runs on ``validation`` are the ones that choose a hyper-parameter (``gifd_tune``
 
 Tables (in the order they run):
 
-* ``spear``      — SPEAR's exact recovery against b (about 3 min on a quiet 2-core machine);
+* ``spear_exact`` — SPEAR's exact recovery against b on attack-split batches (``docs/results/spear.md``
+  is issue 19's larger SPEAR table, written by ``bench/bench_spear.py``);
 * ``geng``       — Geng's label-count, wrong-label and fusion claims with geng's own counts
   (plus ``geng_swap.py``);
 * ``gifd``       — radii chosen on validation (``gifd_tune.toml``), then GIFD in and out of
@@ -37,7 +38,7 @@ import common  # noqa: E402
 import torch  # noqa: E402
 from common import ROOT, run_grid  # noqa: E402
 
-TABLES = ("spear", "geng", "gifd", "ggl_table3")
+TABLES = ("spear_exact", "geng", "gifd", "ggl_table3")
 
 
 def make(name: str, db_dir: Path, workers: int, render_only: bool) -> Path:
@@ -47,10 +48,10 @@ def make(name: str, db_dir: Path, workers: int, render_only: bool) -> Path:
     def grid(grid_name: str) -> Path:
         return db_dir / f"{grid_name}.sqlite" if render_only else run_grid(grid_name, db_dir, workers=workers)
 
-    if name == "spear":
+    if name == "spear_exact":
         from render_geng import render_spear
 
-        db = grid("spear")
+        db = grid("spear_exact")
         return render_spear(db, time.perf_counter() - start)
     if name == "geng":
         import geng_swap
