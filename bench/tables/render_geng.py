@@ -75,7 +75,7 @@ def render_spear(db: Path, elapsed: float) -> Path:
         extra=["**model**: untrained `mlp` of width 200, FedSGD, random labels; a batch is exact when "
                "every image is (exact rate 1)",
                "**code**: the stored runs were made with SPEAR as it was before issue 19 (b = 4-20 at "
-               "commit 51e7aa1, b = 25 at 641236f); issue 19's SPEAR is not measured here (delete "
+               "commit 51e7aa1, b = 25 at 9b866bc); issue 19's SPEAR is not measured here (delete "
                "`runs/tables/spear_exact.sqlite` to re-measure)"])
     body, worse = [], []
     for b in sorted({r["batch_size"] for r in rows}):
