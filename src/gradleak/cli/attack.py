@@ -12,8 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gradleak.cli.output import print_summary, progress_bar
-from gradleak.core.jsonable import to_jsonable
+from gradleak.core.device import DEVICE_HELP
 from gradleak.core.options import parse_pairs
 
 
@@ -48,6 +47,7 @@ def add_attack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-map", default=None, metavar="auto|search|none|FILE",
                    help="generative attacks (gifd): map task labels to generator classes (FILE: JSON)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--steps", type=int, default=None, help="attack iterations")
     p.add_argument("--restarts", type=int, default=None)
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -89,15 +89,19 @@ def scenario_from_args(args: argparse.Namespace) -> Any:
 
 def cmd_attack(args: argparse.Namespace) -> int:
     """``gradleak attack``: run one scenario, print a table (or JSON), write the run folder."""
+    from gradleak.cli.output import print_summary, progress_bar
+    from gradleak.core.device import resolve_device
+    from gradleak.core.jsonable import to_jsonable
     from gradleak.experiment.run import run_scenario
 
+    device = resolve_device(args.device)  # a GPU this machine lacks: one line, exit 2, before any work
     scenario = scenario_from_args(args)
     if args.update:
-        return _attack_saved_update(args, scenario)
+        return _attack_saved_update(args, scenario, device)
     out = args.out or f"runs/{args.attack}-{args.dataset}-{args.model}-b{args.batch_size}-s{args.seed}"
     with progress_bar(f"{args.attack} on {args.dataset}/{args.model}", disable=args.no_progress) as bar:
         result = run_scenario(scenario, Path(out), overwrite=args.overwrite, progress=bar,
-                              save_tensor_file=args.save_tensors)
+                              save_tensor_file=args.save_tensors, device=device)
     if args.json:
         print(json.dumps(to_jsonable(result.summary())))
     else:
@@ -105,15 +109,16 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attack_saved_update(args: argparse.Namespace, scenario: Any) -> int:
+def _attack_saved_update(args: argparse.Namespace, scenario: Any, device: Any) -> int:
     """Attack an update from a file: no ground truth, so only the reconstruction is written."""
+    from gradleak.cli.output import progress_bar
     from gradleak.experiment.update_file import attack_update_file, saved_update_summary
 
     out = args.out or f"runs/{args.attack}-update-s{args.seed}"
     with progress_bar(f"{args.attack} on {args.update}", disable=args.no_progress) as bar:
         result = attack_update_file(scenario, args.update, out, kind=args.update_kind,
                                     num_examples=args.num_examples, overwrite=args.overwrite,
-                                    progress=bar)
+                                    progress=bar, device=device)
     summary = saved_update_summary(result)
     print(json.dumps(summary) if args.json else f"reconstruction written to {summary['out_dir']}")
     return 0

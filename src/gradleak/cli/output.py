@@ -10,18 +10,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-
-from gradleak.core.types import Progress as ProgressFn
+if TYPE_CHECKING:  # rich and torch are imported by the functions that draw, not by the parser
+    from gradleak.core.types import Progress as ProgressFn
 
 
 @contextmanager
 def progress_bar(label: str, *, disable: bool = False) -> Iterator[ProgressFn]:
     """A ``progress(step, total, loss)`` callback drawing a rich bar on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     console = Console(stderr=True)
     if disable or not sys.stderr.isatty() and not console.is_terminal:
         yield lambda step, total, loss: None
@@ -47,6 +47,9 @@ def _fmt(value: Any) -> str:
 
 def print_summary(summary: dict[str, Any]) -> None:
     """The results table of one run."""
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"{summary['attack']} · {summary['dataset']} · {summary['model']} · "
                         f"b={summary['batch_size']} · {summary['protocol']} · seed {summary['seed']}")
     for key in ("psnr", "ssim", "mse", "lpips", "label_accuracy", "exact_fraction"):
@@ -67,6 +70,9 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def print_list(listing: dict[str, dict[str, str]]) -> None:
     """Registered names with their one-line descriptions."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     for kind, entries in listing.items():
         table = Table(title=kind)

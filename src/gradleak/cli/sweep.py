@@ -16,18 +16,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+from gradleak.core.device import DEVICE_HELP
+
+if TYPE_CHECKING:  # rich is imported by the functions that draw (the parser stays instant)
+    from rich.console import Console
+    from rich.progress import Progress
 
 
 def add_parsers(sub: Any) -> None:
@@ -41,6 +36,10 @@ def add_parsers(sub: Any) -> None:
     sw.add_argument("--address", default=None, help="Ray cluster to join, e.g. 'auto' (ray backend)")
     sw.add_argument("--cpus-per-run", type=int, default=None,
                     help="torch threads per run (local: cores/workers; ray: CPUs each task asks for, 1)")
+    sw.add_argument("--device", default="auto", help=DEVICE_HELP + "; ray: the workers' device")
+    sw.add_argument("--no-batch", action="store_true",
+                    help="attack every run on its own (default: runs that differ only in the client's defenses, "
+                         "protocol or label mode are attacked in one batched pass)")
     sw.add_argument("--retry-failed", action="store_true", help="run stored failed runs again")
     sw.add_argument("--max-runs", type=int, default=None,
                     help="refuse grids expanding to more runs than this (default [sweep] max_runs or 10000)")
@@ -102,6 +101,16 @@ class SweepBar:
 @contextmanager
 def sweep_bar(disable: bool) -> Iterator[SweepBar | None]:
     """A :class:`SweepBar` on stderr (``None`` when disabled)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     console = Console(stderr=True)
     if disable:
         yield None
@@ -119,6 +128,9 @@ def sweep_bar(disable: bool) -> Iterator[SweepBar | None]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``gradleak sweep``: check the whole grid, then run what is not stored yet."""
+    from rich.console import Console
+    from rich.table import Table
+
     from gradleak.sweep.backends import run_sweep
     from gradleak.sweep.grid import load_grid
 
@@ -128,6 +140,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with sweep_bar(args.no_progress) as bar:
         counts = run_sweep(grid, args.db, backend=args.backend, workers=args.workers, address=args.address,
                            cpus_per_run=args.cpus_per_run, retry_failed=args.retry_failed,
+                           device=args.device, group=not args.no_batch,
                            on_start=bar.on_start if bar else None, on_result=bar.on_result if bar else None)
     if args.report:
         from gradleak.report import write_report
@@ -149,6 +162,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _dry_run(grid: Any, args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     from gradleak.sweep.store import Store
 
     status: dict[str, str] = {}
@@ -173,6 +189,8 @@ def _dry_run(grid: Any, args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``gradleak report``: HTML (self-contained), Markdown or CSV of a results file."""
+    from rich.console import Console
+
     from gradleak.report import write_report
 
     fmt = args.format

@@ -16,18 +16,19 @@ from __future__ import annotations
 import io
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gradleak.core.device import resolve_device, truth_to
 from gradleak.core.results import RunResult
-from gradleak.core.types import GroundTruth, Progress, Reconstruction
+from gradleak.core.types import ClientUpdate, GroundTruth, Progress, Reconstruction
 from gradleak.core.version import __version__
 from gradleak.data import sample_batch
 from gradleak.defenses.adaptive import adaptive_transform
-from gradleak.defenses.pipeline import client_seed, defend, defense_metrics
+from gradleak.defenses.pipeline import Defended, client_seed, defend, defense_metrics
 from gradleak.experiment.model_state import prepare_model
 from gradleak.experiment.runfolder import check_out_dir, image_grid, prepare_out_dir, save_tensors, write_json
 from gradleak.experiment.scenario import Scenario, build_attack
@@ -45,17 +46,46 @@ def run_scenario(
     overwrite: bool = False,
     progress: Progress | None = None,
     save_tensor_file: bool = False,
+    device: Any = None,
 ) -> RunResult:
-    """Run one scenario; write the run folder when ``out_dir`` is given; return the result."""
-    scenario.validate()
-    attack = build_attack(scenario)
+    """Run one scenario; write the run folder when ``out_dir`` is given; return the result.
+
+    ``device``: where the client simulation and the attack run (``auto``, ``cpu``, ``cuda``,
+    ``cuda:N``, ``mps``; default the CPU); the result is on the CPU either way.
+    """
     if out_dir is not None:
         check_out_dir(out_dir, overwrite=overwrite)
+    run = prepare_run(scenario, device=device)
+    rec = run.attack.run(run.model, run.update, shape=run.shape, progress=progress)
+    return finish_run(run, rec, out_dir, overwrite=overwrite, save_tensor_file=save_tensor_file)
+
+
+@dataclass
+class PreparedRun:
+    """Everything before the attack: the attack, the model and update it sees (on ``device``), the truth."""
+
+    scenario: Scenario
+    attack: Any
+    model: torch.nn.Module
+    update: ClientUpdate
+    defended: Defended
+    model_info: dict[str, Any] | None
+    shape: tuple[int, ...]
+    device: torch.device
+
+
+def prepare_run(scenario: Scenario, *, device: Any = None) -> PreparedRun:
+    """Validate, build the attack, prepare the model, sample the truth and simulate the (defended) client."""
+    scenario.validate()
+    dev = resolve_device("cpu" if device is None else device)
+    attack = build_attack(scenario)
     # untrained: the whole dataset; trained or a checkpoint: the held-out split (model_info says so)
     model, dataset, model_info = prepare_model(
         scenario.model, scenario.model_options, scenario.dataset, scenario.dataset_options,
         seed=scenario.seed, model_state=scenario.model_state, checkpoint=scenario.checkpoint)
-    truth = sample_batch(dataset, scenario.batch_size, seed=scenario.seed, label_mode=scenario.label_mode)
+    model = model.to(dev)
+    truth = truth_to(sample_batch(dataset, scenario.batch_size, seed=scenario.seed, label_mode=scenario.label_mode),
+                     dev)
     model.train(scenario.mode == "train")
     leak, share = scenario.labels == "known", scenario.share_buffers
 
@@ -67,21 +97,27 @@ def run_scenario(
                              seed=scenario.seed, labels_leak=leak, share_buffers=share, trainer=trainer)
 
     defended = defend(model, truth, scenario.defenses, client_update, seed=scenario.seed,
-                      sample=lambda k: sample_batch(dataset, scenario.batch_size,
-                                                    label_mode=scenario.label_mode,
-                                                    seed=client_seed(scenario.seed, k)))
-    model, update, truth = defended.model, defended.update, defended.truth
+                      sample=lambda k: truth_to(sample_batch(dataset, scenario.batch_size,
+                                                             label_mode=scenario.label_mode,
+                                                             seed=client_seed(scenario.seed, k)), dev))
     if scenario.adaptive:
-        attack = build_attack(scenario, transform=adaptive_transform(model, update))
-    rec = attack.run(model, update, shape=dataset.shape, progress=progress)
+        attack = build_attack(scenario, transform=adaptive_transform(defended.model, defended.update))
+    return PreparedRun(scenario, attack, defended.model, defended.update, defended, model_info,
+                       tuple(dataset.shape), dev)
+
+
+def finish_run(run: PreparedRun, rec: Reconstruction, out_dir: str | Path | None = None, *,
+               overwrite: bool = False, save_tensor_file: bool = False) -> RunResult:
+    """Score the reconstruction against the truth (on the CPU) and write the run folder when asked."""
+    truth = truth_to(run.defended.truth, torch.device("cpu"))
     out = prepare_out_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
     scores = evaluate(rec, truth)
     metrics = {k: scores[k] for k in SUMMARY_METRICS}
-    metrics.update(defense_metrics(defended, scores))
-    result = RunResult(scenario=asdict(scenario), metrics=metrics, per_image=scores["per_image"],
+    metrics.update(defense_metrics(run.defended, scores))
+    result = RunResult(scenario=asdict(run.scenario), metrics=metrics, per_image=scores["per_image"],
                        matching=list(scores["matching"]), reconstruction=rec, truth=truth,
                        seconds=rec.seconds, out_dir=str(out) if out is not None else None,
-                       model_state=model_info)
+                       model_state=run.model_info)
     if out is not None:
         write_run_folder(out, result, save_tensor_file=save_tensor_file)
     return result
@@ -98,7 +134,7 @@ def reconstruction_png(rec: Reconstruction, truth: GroundTruth | None, matching:
 def write_run_folder(out: Path, result: RunResult, *, save_tensor_file: bool = False) -> None:
     """Write ``config.json``, ``metrics.json``, ``reconstruction.png`` (and tensors) of a run."""
     rec, truth = result.reconstruction, result.truth
-    config = {"scenario": result.scenario, "versions": {
+    config = {"scenario": result.scenario, "device": rec.info.get("device", "cpu"), "versions": {
         "gradleak": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(out / "config.json", config)

@@ -98,7 +98,7 @@ def local_sgd(
     opt = torch.optim.SGD(model.parameters(), lr=local.lr)
     step = 0
     while step < total:
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen).to(inputs.device)  # drawn on the CPU: same on every device
         for start in range(0, n, bs):
             if step >= total:
                 break

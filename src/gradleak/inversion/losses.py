@@ -38,3 +38,42 @@ def cosine_distance(trial: GradList, target: GradList, eps: float = 1e-12) -> to
 
 
 DISTANCES = {"l2": l2_distance, "cosine": cosine_distance}
+
+
+class GradientDistance:
+    """A gradient distance to fixed targets, one per client, for trial rows grouped by client.
+
+    The targets are flattened once and their norms computed once (they are constants); each
+    call flattens the trial gradients of ``K = N·R`` rows (``R`` consecutive rows per client) and
+    returns ``(K,)`` distances, every row against its own client's target. One client (``N = 1``)
+    is the plain case of one target for all rows.
+
+    Args:
+        targets: one gradient list per client, in ``model.named_parameters()`` order.
+        kind: ``cosine`` (Inverting Gradients) or ``l2`` (squared).
+        mean_over_tensors: divide ``l2`` by the number of tensors (GGL).
+
+    Example:
+        >>> import torch
+        >>> dist = GradientDistance([[torch.ones(2)], [-torch.ones(2)]], "cosine")
+        >>> dist([torch.tensor([[1.0, 1.0], [2.0, 2.0], [1.0, 1.0], [3.0, 3.0]])]).tolist()
+        [0.0, 0.0, 2.0, 2.0]
+    """
+
+    def __init__(self, targets: list[GradList], kind: str = "cosine", *, mean_over_tensors: bool = False,
+                 eps: float = 1e-12) -> None:
+        if kind not in DISTANCES:
+            raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {kind!r}")
+        self.kind, self.eps = kind, eps
+        self.flat = torch.stack([torch.cat([t.detach().reshape(-1) for t in g]) for g in targets])  # (N, P)
+        self.sq_norm = self.flat.pow(2).sum(1)  # (N,)
+        self.scale = 1.0 / len(targets[0]) if mean_over_tensors else 1.0
+
+    def __call__(self, trial: GradList) -> torch.Tensor:
+        k, n = trial[0].shape[0], self.flat.shape[0]
+        g = torch.cat([t.reshape(k, -1) for t in trial], 1).view(n, k // n, -1)   # (N, R, P)
+        if self.kind == "l2":
+            return (g - self.flat[:, None]).pow(2).sum(-1).reshape(k) * self.scale
+        dot = torch.bmm(g, self.flat[:, :, None]).reshape(n, -1)                  # (N, R)
+        norms = g.pow(2).sum(-1)
+        return (1 - dot / (torch.sqrt(norms * self.sq_norm[:, None]) + self.eps)).reshape(k)

@@ -63,6 +63,7 @@ class DemoConfig:
         compare_plain: first train the same federation with plain FedAvg (same seed, same
             initial model) and report how far the audited run's final model is from it.
         seed: data partition, model initialisation, local shuffling, attack starts.
+        device: where the server's attacks run (``auto``, ``cpu``, ``cuda``, ...).
     """
 
     rounds: int = 3
@@ -81,6 +82,7 @@ class DemoConfig:
     record_truth: bool = True
     compare_plain: bool = False
     seed: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be >= 1, got {getattr(self, name)}"
@@ -279,7 +281,7 @@ def build_server_app(cfg: DemoConfig | None = None, *, store: Any = None, truth_
             strategy = AuditStrategy(strategy, model=model, shape=ds.shape, attack=c.attack,
                                      attack_options=options, store=audit_store,
                                      truth=truth_from_dir(where) if where else None,
-                                     background=c.background, seed=c.seed,
+                                     background=c.background, seed=c.seed, device=c.device,
                                      run_info={"dataset": c.dataset, "model": c.model,
                                                "defenses": list(c.defenses)})
         accuracy: dict[int, float] = {}

@@ -4,9 +4,10 @@
 ``flwr.serverapp.strategy``). Each round it keeps a copy of the global arrays and of the train
 config it sends to every node; when the replies come back it reads each reply's arrays and
 ``num-examples``, builds a :class:`~gradleak.core.types.ClientUpdate` (weight delta = reply − sent;
-:class:`~gradleak.core.types.LocalTraining` from the config the server itself sent), runs the
-attack, stores the result, and hands the very same reply objects to the inner strategy. The
-aggregated model is the inner strategy's, bit for bit.
+:class:`~gradleak.core.types.LocalTraining` from the config the server itself sent), attacks the
+round's updates together (one batched ``run_many`` pass where the attack batches clients, see
+:func:`~gradleak.attacks.batched.attack_each`), stores each result, and hands the very same reply
+objects to the inner strategy. The aggregated model is the inner strategy's, bit for bit.
 
 A reply that cannot be read as an update (an error reply, no arrays, wrong names or shapes, no
 ``num-examples``) is skipped with a logged and stored reason; an attack that raises is logged
@@ -35,6 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradleak.attacks.batched import attack_each
+from gradleak.core.device import resolve_device
 from gradleak.core.errors import ConfigError, MissingDependencyError
 from gradleak.core.types import ClientUpdate, GroundTruth, LocalTraining
 from gradleak.experiment.scenario import make_attack
@@ -125,6 +128,7 @@ class AuditStrategy:
         truth: the simulation-only ground-truth hook ``truth(round, node_id)``.
         background: run attacks in a worker thread after each round.
         seed: the attack's seed.
+        device: where the attacks run (``auto``, ``cpu``, ``cuda``, ...; default the CPU).
         run_info: extra facts written into every record's config (e.g. dataset and model names).
     """
 
@@ -133,7 +137,7 @@ class AuditStrategy:
                  clients: int | Collection[int] | None = None, store: Any = None, mode: str = "train",
                  local_training: LocalTraining | None = None, config_keys: Mapping[str, str] | None = None,
                  truth: TruthHook | None = None, background: bool = False, seed: int = 0,
-                 run_info: Mapping[str, Any] | None = None) -> None:
+                 run_info: Mapping[str, Any] | None = None, device: Any = None) -> None:
         flwr = require_flwr()
         flwr.serverapp.strategy.Strategy.register(type(self))
         if mode not in ("train", "eval"):
@@ -143,6 +147,7 @@ class AuditStrategy:
         self.rounds = None if rounds is None else set(rounds)
         self.clients = clients
         self.mode, self.local_training, self.truth, self.seed = mode, local_training, truth, seed
+        self.device = None if device is None else resolve_device(device)
         self.config_keys = {**CONFIG_KEYS, **(config_keys or {})}
         if store is None:
             store = AuditMemoryStore()
@@ -256,7 +261,7 @@ class AuditStrategy:
         return [m for m in ordered if int(m.metadata.src_node_id) in chosen]
 
     def _prepare(self, server_round: int, replies: list[Any]) -> list[Callable[[], None]]:
-        jobs: list[Callable[[], None]] = []
+        items: list[tuple[int, ClientUpdate, dict[str, Any]]] = []
         for reply in self._selected(replies):
             node = int(reply.metadata.src_node_id)
             try:
@@ -265,8 +270,24 @@ class AuditStrategy:
                 log.warning("audit: round %d, node %d skipped: %s", server_round, node, why)
                 self._store(AuditRecord(server_round, node, "skipped", str(why), config=self._config))
                 continue
-            jobs.append(lambda r=server_round, n=node, u=update, s=state: self._attack(r, n, u, s))
-        return jobs
+            items.append((node, update, state))
+        return [lambda r=server_round, i=items: self._attack_round(r, i)] if items else []
+
+    def _attack_round(self, server_round: int, items: list[tuple[int, ClientUpdate, dict[str, Any]]]) -> None:
+        """Attack a round's updates together (batched where the attack can), then record each."""
+        pairs = []
+        for _, update, state in items:
+            try:
+                model = copy.deepcopy(self.model)
+                dtypes = {k: v.dtype for k, v in self.model.state_dict().items()}
+                model.load_state_dict({k: v.to(dtypes[k]) for k, v in state.items()})
+                model.train(self.mode == "train")
+                pairs.append((model, update))
+            except Exception as err:  # recorded as this node's failure below
+                pairs.append((err, update))
+        outcomes = attack_each(self.attack, pairs, shape=self.shape, device=self.device)
+        for (node, update, _), outcome in zip(items, outcomes, strict=True):
+            self._attack(server_round, node, update, outcome)
 
     def _read_reply(self, server_round: int, node: int, reply: Any) -> tuple[ClientUpdate, dict[str, Any]]:
         if reply.has_error():
@@ -322,16 +343,15 @@ class AuditStrategy:
                 return int(value)
         raise _Skip(f"the reply has no {key!r} metric (the number of examples the client trained on)")
 
-    def _attack(self, server_round: int, node: int, update: ClientUpdate, state: dict[str, Any]) -> None:
+    def _attack(self, server_round: int, node: int, update: ClientUpdate, outcome: Any) -> None:
+        """Record one node's attack outcome (a reconstruction, or the error its attack raised)."""
         record = AuditRecord(server_round, node, "ok", attack=self._config["attack"],
                              num_examples=update.num_examples, config=self._config,
                              local_training=vars(update.local_training) if update.local_training else None)
         try:
-            model = copy.deepcopy(self.model)
-            dtypes = {k: v.dtype for k, v in self.model.state_dict().items()}
-            model.load_state_dict({k: v.to(dtypes[k]) for k, v in state.items()})
-            model.train(self.mode == "train")
-            rec = self.attack.run(model, update, shape=self.shape)
+            if isinstance(outcome, Exception):
+                raise outcome
+            rec = outcome
             record.reconstruction, record.seconds = rec, rec.seconds
             try:
                 truth = self.truth(server_round, node) if self.truth is not None else None

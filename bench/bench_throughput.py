@@ -1,0 +1,170 @@
+"""Throughput: N client updates of one round attacked one at a time vs in one batched pass, and IG vs its floor.
+
+Usage:
+    python bench/bench_throughput.py                    # CPU, 1 thread: IG, convnet, MNIST, b=1, 200 steps, N=16
+    python bench/bench_throughput.py --device cuda      # GPU: IG, ResNet-18 on 3×32×32 images, b=1, N=64
+    python bench/bench_throughput.py --no-write         # print only; do not write docs/results/
+
+Everything is measured side by side in one process, after a warm-up (one-off imports and
+allocations excluded), each timing repeated ``--repeats`` times in alternation; the medians are
+compared:
+
+* ``sequential_s``: ``attack.run`` on each of the N updates in turn; ``batched_s``:
+  ``attack.run_many`` on all N (one batched graph); ``speedup`` = sequential / batched. The
+  batched images must equal the sequential ones (``max_abs_diff``; float tolerance).
+* ``ig_floor_ratio``: one IG step at b=1 (``attack.run`` time / steps) over the *floor*: one bare
+  double backward of the same model and batch (cross-entropy, parameter gradient with
+  ``create_graph``, an L2 distance to a fixed target, its gradient w.r.t. the image only).
+  ``ig_floor_ratio_backward`` uses the previous round's floor (``.backward()``, which also fills
+  the parameters' ``.grad``; bench/bench_attacks.py) for comparison with the README's 1.41×.
+
+The last line printed is one JSON object; ``--write`` (default) also writes
+``docs/results/throughput-<device>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import gradleak as gl
+from gradleak.core.device import resolve_device
+
+PRESETS = {
+    "cpu": {"model": "convnet", "dataset": "mnist", "clients": 16, "steps": 200},
+    "gpu": {"model": "resnet18", "dataset": "natural32", "clients": 64, "steps": 200},
+}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def floor_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, *,
+                  backward: bool = False) -> float:
+    """Seconds per bare double backward (``backward=True``: the previous round's ``.backward()`` floor)."""
+    params = list(model.parameters())
+    gen = torch.Generator().manual_seed(0)
+    target = [torch.randn(p.shape, generator=gen).to(x.device) for p in params]
+    xg = x.clone().requires_grad_(True)
+    sync(x.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = F.cross_entropy(model(xg), y)
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        dist = sum(((g - t) ** 2).sum() for g, t in zip(grads, target))
+        if backward:
+            dist.backward()
+            xg.grad = None
+        else:
+            torch.autograd.grad(dist, [xg])
+    sync(x.device)
+    for p in params:
+        p.grad = None
+    return (time.perf_counter() - start) / steps
+
+
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N | mps")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="default: cpu on the CPU, gpu on a GPU")
+    parser.add_argument("--clients", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="do not write docs/results/")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    load_before = [round(v, 2) for v in os.getloadavg()]
+    device = resolve_device(args.device)
+    preset = dict(PRESETS[args.preset or ("cpu" if device.type == "cpu" else "gpu")])
+    clients = args.clients or preset["clients"]
+    steps = args.steps or preset["steps"]
+    b = args.batch_size
+
+    ds = gl.load_dataset(preset["dataset"])
+    model = gl.build_model(preset["model"], shape=ds.shape, num_classes=ds.num_classes, seed=0).eval().to(device)
+    truths = [gl.sample_batch(ds, b, seed=1000 + i) for i in range(clients)]
+    updates = [gl.fedsgd_update(model, t.inputs.to(device), t.labels.to(device), labels_leak=True) for t in truths]
+    attack = gl.create_attack("ig", steps=steps)
+    warm = gl.create_attack("ig", steps=2)
+    warm.run(model, updates[0], shape=ds.shape)
+    warm.run_many(model, updates[:2], shape=ds.shape)
+    x0, y0 = truths[0].inputs.to(device), truths[0].labels.to(device)
+    floor_seconds(model, x0, y0, 5)
+
+    floors, floors_bw, singles, seqs, bats = [], [], [], [], []
+    seq_recs = bat_recs = None
+    for _ in range(args.repeats):
+        floors.append(floor_seconds(model, x0, y0, steps))
+        floors_bw.append(floor_seconds(model, x0, y0, steps, backward=True))
+        secs, rec = timed(lambda: attack.run(model, updates[0], shape=ds.shape))
+        singles.append(secs / steps)
+        secs, seq_recs = timed(lambda: [attack.run(model, u, shape=ds.shape) for u in updates])
+        seqs.append(secs)
+        secs, bat_recs = timed(lambda: attack.run_many(model, updates, shape=ds.shape))
+        bats.append(secs)
+    diff = max(float((a.inputs - c.inputs).abs().max()) for a, c in zip(seq_recs, bat_recs))
+    psnr_seq = statistics.median(gl.evaluate(r, t)["psnr"] for r, t in zip(seq_recs, truths))
+    psnr_bat = statistics.median(gl.evaluate(r, t)["psnr"] for r, t in zip(bat_recs, truths))
+    floor, floor_bw, single = statistics.median(floors), statistics.median(floors_bw), statistics.median(singles)
+    seq, bat = statistics.median(seqs), statistics.median(bats)
+    result = {"clients": clients, "sequential_s": round(seq, 3), "batched_s": round(bat, 3),
+              "speedup": round(seq / bat, 2), "ig_floor_ratio": round(single / floor, 3),
+              "ig_floor_ratio_backward": round(single / floor_bw, 3), "max_abs_diff": diff,
+              "median_psnr_sequential": round(psnr_seq, 2), "median_psnr_batched": round(psnr_bat, 2),
+              "device": str(device), "threads": torch.get_num_threads(), "model": preset["model"],
+              "dataset": preset["dataset"], "batch_size": b, "steps": steps, "repeats": args.repeats,
+              "load_average": [round(v, 2) for v in os.getloadavg()]}
+    table = [
+        f"# IG throughput on {device} ({preset['model']}, {preset['dataset']}, b={b}, {steps} steps)",
+        "",
+        f"Written by `{' '.join(['python bench/bench_throughput.py', *sys.argv[1:]])}` "
+        f"(torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"{platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, load average {load_before} before and {result['load_average']} after; "
+        "labels known; "
+        f"client batches: seeds 1000..{999 + clients} of {preset['dataset']}; untrained model, seed 0).",
+        "Timings are medians of "
+        f"{args.repeats} alternating repetitions in one process; only ratios are meant to travel.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| {clients} clients one at a time (`run`) | {seq:.2f} s |",
+        f"| {clients} clients in one batched pass (`run_many`) | {bat:.2f} s |",
+        f"| speedup | **{seq / bat:.2f}×** |",
+        f"| largest pixel difference batched vs one at a time | {diff:.2e} |",
+        f"| median PSNR one at a time / batched | {psnr_seq:.2f} / {psnr_bat:.2f} dB |",
+        f"| one IG step / the floor (double backward, gradient w.r.t. the image only) | **{single / floor:.3f}×** |",
+        f"| one IG step / the previous round's floor (`.backward()`, fills parameter `.grad`) | "
+        f"{single / floor_bw:.3f}× |",
+        "",
+    ]
+    print("\n".join(table))
+    if not args.no_write:
+        out = Path(__file__).resolve().parents[1] / "docs" / "results" / f"throughput-{device.type}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(table))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
