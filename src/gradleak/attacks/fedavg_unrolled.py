@@ -95,6 +95,7 @@ class FedAvgUnrolled(Attack):
         signed: use the sign of the gradient (Inverting Gradients style).
         labels: ``dimitrov`` (FedAvg-aware Geng counts), another method, ``restore`` or ``known``.
         seed: seeds the random starts and the simulated mini-batch shuffles.
+        keep: ``best`` (the lowest-loss iterate) or ``last`` (the final one).
     """
 
     name = "fedavg-unrolled"
@@ -108,11 +109,12 @@ class FedAvgUnrolled(Attack):
 
     def __init__(self, *, steps: int = 500, lr: float = 0.1, tv: float = 1e-2, restarts: int = 1,
                  distance: str = "cosine", signed: bool = True, labels: str = "dimitrov",
-                 seed: int = 0) -> None:
+                 seed: int = 0, keep: str = "best") -> None:
         check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, tv=tv,
-                                    distance=distance)
+                                    distance=distance, keep=keep)
         self.steps, self.lr, self.tv, self.restarts = steps, lr, tv, restarts
         self.distance, self.signed, self.labels, self.seed = distance, signed, labels, seed
+        self.keep = keep
 
     def batch_key(self, update: ClientUpdate) -> Hashable:
         return (super().batch_key(update), update.local_training)
@@ -145,7 +147,7 @@ class FedAvgUnrolled(Attack):
 
         x0 = torch.rand((r, k, *shape), generator=attack_generator(self.seed)).to(y.device)
         out = optimise_inputs(loss_fn, x0.repeat(n, *([1] * (x0.dim() - 1))), steps=self.steps, lr=self.lr,
-                              signed=self.signed, progress=progress)
+                              signed=self.signed, progress=progress, keep=self.keep)
         recs = []
         for i, (lab, (_, how)) in enumerate(zip(labels, found)):
             best = out.best_row(slice(i * r, (i + 1) * r))

@@ -53,6 +53,7 @@ class Geng(Attack):
         labels: ``geng`` (the paper), another label method, ``restore``, ``known`` or ``auto``.
         seed: seeds the random starts.
         transform: an adaptive attacker's copy of a defense applied to trial gradients.
+        keep: ``best`` (the lowest-loss iterate) or ``last`` (the final one; see ``ig``).
     """
 
     name = "geng"
@@ -64,12 +65,13 @@ class Geng(Attack):
 
     def __init__(self, *, steps: int = 1000, lr: float = 0.1, tv: float = 1e-2, bn: float = 1e-2,
                  restarts: int = 1, distance: str = "cosine", signed: bool = True,
-                 labels: str = "geng", seed: int = 0, transform: TrialTransform | None = None) -> None:
+                 labels: str = "geng", seed: int = 0, transform: TrialTransform | None = None,
+                 keep: str = "best") -> None:
         check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, tv=tv, bn=bn,
-                                    distance=distance)
+                                    distance=distance, keep=keep)
         self.steps, self.lr, self.tv, self.bn, self.restarts = steps, lr, tv, bn, restarts
         self.distance, self.signed, self.labels, self.seed = distance, signed, labels, seed
-        self.transform = transform
+        self.transform, self.keep = transform, keep
 
     def reconstruct_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
                          progress: Progress | None = None) -> list[Reconstruction]:
@@ -79,4 +81,4 @@ class Geng(Attack):
             model, targets, [labels for labels, _ in found], shape=shape, steps=self.steps, lr=self.lr,
             tv=self.tv, bn_weight=self.bn, bn_prior=BNStatisticsPrior(model, updates), restarts=self.restarts,
             distance=self.distance, signed=self.signed, seed=self.seed, transform=self.transform,
-            progress=progress, infos=[{"labels_from": how} for _, how in found])
+            progress=progress, infos=[{"labels_from": how} for _, how in found], keep=self.keep)

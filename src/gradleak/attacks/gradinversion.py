@@ -60,6 +60,7 @@ class GradInversion(Attack):
         labels: ``yin`` (the paper), another label method, ``restore``, ``known`` or ``auto``.
         seed: seeds the random starts.
         transform: an adaptive attacker's copy of a defense applied to trial gradients.
+        keep: ``best`` (the lowest-loss iterate, scored without the group term) or ``last``.
     """
 
     name = "gradinversion"
@@ -72,16 +73,17 @@ class GradInversion(Attack):
     def __init__(self, *, steps: int = 1000, lr: float = 0.1, distance: str = "l2", tv: float = 1e-4,
                  l2: float = 1e-6, bn: float = 1e-1, group: float = 1e-2, seeds: int = 4,
                  group_start: float = 0.25, group_every: int = 50, signed: bool = True,
-                 labels: str = "yin", seed: int = 0, transform: TrialTransform | None = None) -> None:
+                 labels: str = "yin", seed: int = 0, transform: TrialTransform | None = None,
+                 keep: str = "best") -> None:
         check_optimisation_settings(self.name, steps=steps, seeds=seeds, lr=lr, tv=tv, bn=bn, l2=l2,
-                                    group=group, distance=distance)
+                                    group=group, distance=distance, keep=keep)
         if not 0 <= group_start <= 1 or group_every < 1:
             raise ConfigError(f"gradinversion: group_start must be in [0, 1] and group_every >= 1, "
                               f"got {group_start} and {group_every}")
         self.steps, self.lr, self.distance = steps, lr, distance
         self.tv, self.l2, self.bn, self.group, self.seeds = tv, l2, bn, group, seeds
         self.group_start, self.group_every, self.signed = group_start, group_every, signed
-        self.labels, self.seed, self.transform = labels, seed, transform
+        self.labels, self.seed, self.transform, self.keep = labels, seed, transform, keep
 
     def reconstruct_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
                          progress: Progress | None = None) -> list[Reconstruction]:
@@ -109,7 +111,7 @@ class GradInversion(Attack):
 
         x0 = torch.rand((r, b, *shape), generator=attack_generator(self.seed)).to(y.device)
         out = optimise_inputs(loss_fn, x0.repeat(n, *([1] * (x0.dim() - 1))), steps=self.steps, lr=self.lr,
-                              signed=self.signed, progress=progress)
+                              signed=self.signed, progress=progress, keep=self.keep)
         recs = []
         for i, (labels, how) in enumerate(found):
             best = out.best_row(slice(i * r, (i + 1) * r))

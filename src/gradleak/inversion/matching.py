@@ -28,7 +28,7 @@ from gradleak.core.types import Progress, Reconstruction, TrialTransform
 from gradleak.inversion.bn_prior import BNStatisticsPrior
 from gradleak.inversion.gradients import TrialGradients
 from gradleak.inversion.losses import DISTANCES, GradientDistance
-from gradleak.inversion.optimize import optimise_inputs
+from gradleak.inversion.optimize import KEEP, optimise_inputs
 from gradleak.inversion.priors import total_variation
 
 
@@ -38,6 +38,8 @@ def check_optimisation_settings(name: str, **values: Any) -> None:
     for key in ("steps", "restarts", "seeds", "max_iter"):
         if key in values and values[key] < 1:
             problems.append(f"{key} must be >= 1, got {values[key]}")
+    if "keep" in values and values["keep"] not in KEEP:
+        problems.append(f"keep must be one of {', '.join(KEEP)}, got {values['keep']!r}")
     for key in ("tolerance_grad", "tolerance_change", "loss_floor"):
         if key in values and not values[key] >= 0:
             problems.append(f"{key} must be >= 0, got {values[key]}")
@@ -56,18 +58,19 @@ def invert_with_labels(model: nn.Module, target: list[torch.Tensor], labels: tor
                        shape: Sequence[int], steps: int, lr: float, tv: float, restarts: int,
                        distance: str, signed: bool, seed: int, bn_weight: float = 0.0,
                        bn_prior: BNStatisticsPrior | None = None, transform: TrialTransform | None = None,
-                       progress: Progress | None = None, info: dict | None = None) -> Reconstruction:
+                       progress: Progress | None = None, info: dict | None = None,
+                       keep: str = "best") -> Reconstruction:
     """Match ``target`` with the labels held fixed; keep the lowest-loss iterate of the best restart."""
     return invert_many(model, [target], [labels], shape=shape, steps=steps, lr=lr, tv=tv, restarts=restarts,
                        distance=distance, signed=signed, seed=seed, bn_weight=bn_weight, bn_prior=bn_prior,
-                       transform=transform, progress=progress, infos=[info or {}])[0]
+                       transform=transform, progress=progress, infos=[info or {}], keep=keep)[0]
 
 
 def invert_many(model: nn.Module, targets: list[list[torch.Tensor]], labels: list[torch.Tensor], *,
                 shape: Sequence[int], steps: int, lr: float, tv: float, restarts: int, distance: str,
                 signed: bool, seed: int, bn_weight: float = 0.0, bn_prior: BNStatisticsPrior | None = None,
                 transform: TrialTransform | None = None, progress: Progress | None = None,
-                infos: list[dict] | None = None) -> list[Reconstruction]:
+                infos: list[dict] | None = None, keep: str = "best") -> list[Reconstruction]:
     """:func:`invert_with_labels` for N clients at once (same batch size), as one batched graph.
 
     Rows are client-major: client ``i`` owns rows ``i·R .. i·R + R − 1``, all started from the same
@@ -90,7 +93,7 @@ def invert_many(model: nn.Module, targets: list[list[torch.Tensor]], labels: lis
 
     x0 = torch.rand((r, b, *shape), generator=attack_generator(seed)).to(device)
     x0 = x0.repeat(n, *([1] * (x0.dim() - 1)))
-    out = optimise_inputs(loss_fn, x0, steps=steps, lr=lr, signed=signed, progress=progress)
+    out = optimise_inputs(loss_fn, x0, steps=steps, lr=lr, signed=signed, progress=progress, keep=keep)
     recs = []
     for i in range(n):
         best = out.best_row(slice(i * r, (i + 1) * r))

@@ -33,6 +33,9 @@ LossFn = Callable[[torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.Tens
 """``loss(x) -> (R,)`` per-row objective, or ``(objective, score)``: the score (e.g. the objective
 without a term whose weight moves) picks the best iterate; by default the objective does."""
 
+KEEP = ("best", "last")
+"""Which iterate the Adam loop returns: the lowest-loss one (default) or the last one."""
+
 PROGRESS_CALLS = 200
 """At most about this many progress calls per run (each reads a loss back from the device)."""
 
@@ -115,6 +118,7 @@ def optimise_inputs(
     progress: Progress | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    keep: str = "best",
 ) -> Optimised:
     """Minimise ``loss_fn(x) -> (R,)`` over ``x`` of shape ``(R, ...)`` with Adam; keep each row's best iterate.
 
@@ -128,10 +132,14 @@ def optimise_inputs(
         decay: step decay ×0.1 at 3/8, 5/8, 7/8.
         progress: called as ``progress(step, steps, best_loss)`` (at most ~200 times, and at the end).
         betas, eps: Adam's constants.
+        keep: ``best`` (each row's lowest-loss iterate, the final one included) or ``last`` (the
+            final iterate, scored by its own loss: gradleak before issue 15).
 
     Returns:
         an :class:`Optimised`; the final iterate is evaluated once more so that it can win too.
     """
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
     x = x0.detach().clone().requires_grad_(True)
     rows, expand = x.shape[0], (-1,) + (1,) * (x.dim() - 1)
     adam = Adam(x, betas, eps)
@@ -160,7 +168,11 @@ def optimise_inputs(
             progress(t, steps, float(torch.nan_to_num(best_score, nan=math.inf).min()))
     last = x.detach()
     with torch.enable_grad():
-        keep_best(_split(loss_fn(last))[1], last)
+        final = _split(loss_fn(last))[1].detach()
+    if keep == "last":
+        best, best_score = last, final
+    else:
+        keep_best(final, last)
     return Optimised(best, best_score.cpu(), history.T.tolist(), last, steps + 1)
 
 

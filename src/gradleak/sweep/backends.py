@@ -99,10 +99,36 @@ def done_result(result: dict[str, Any], run: Any) -> dict[str, Any]:
 def execute_unit(unit: dict[str, Any]) -> list[dict[str, Any]]:
     """One task, or a group of tasks (``{"group": [...]}``) attacked in one batched pass; their results."""
     if "group" in unit:
-        from gradleak.sweep.grouping import execute_group
-
         return execute_group(unit["group"])
     return [execute_run(unit)]
+
+
+def execute_group(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run a group's scenarios with one batched attack; one result per task (never raises)."""
+    import torch
+
+    from gradleak.experiment.batched import run_scenarios
+    from gradleak.experiment.scenario import scenario_from_dict
+
+    if tasks[0].get("threads"):
+        torch.set_num_threads(int(tasks[0]["threads"]))
+    start = time.perf_counter()
+    try:
+        runs = run_scenarios([scenario_from_dict(t["config"]) for t in tasks], device=tasks[0].get("device"))
+    except Exception:  # one bad run must not fail the others: run them one at a time
+        return [execute_run(t) for t in tasks]
+    wall = (time.perf_counter() - start) / len(tasks)
+    results = []
+    for task, run in zip(tasks, runs, strict=True):
+        result: dict[str, Any] = {"key": task["key"], "preset": task.get("preset"), "config": task["config"],
+                                  "versions": versions(), "host": socket.gethostname()}
+        try:
+            done_result(result, run)
+        except Exception as err:  # e.g. the image could not be drawn: this run failed, the others did not
+            result.update(status="failed", error=f"{type(err).__name__}: {err}")
+        result["wall_seconds"] = wall
+        results.append(result)
+    return results
 
 
 def _unit_tasks(unit: dict[str, Any]) -> list[dict[str, Any]]:

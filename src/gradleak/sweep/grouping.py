@@ -3,9 +3,9 @@
 Runs whose scenarios share :func:`~gradleak.experiment.batched.batch_key` (same attack and
 options, model, weights, data, seed; they differ only on the client's side: defenses, protocol,
 local training, label mode) form one unit of work: a worker prepares each run as usual, attacks
-all their updates with one ``Attack.run_many`` call and returns one result per run. A group that
-cannot run together (one of its runs is broken) falls back to one run at a time, so a bad run
-still fails alone.
+all their updates with one ``Attack.run_many`` call and returns one result per run
+(:func:`gradleak.sweep.backends.execute_group`). A group that cannot run together (one of its runs
+is broken) falls back to one run at a time, so a bad run still fails alone.
 
 Example:
     >>> from gradleak.experiment import Scenario
@@ -18,8 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import socket
-import time
 from typing import Any
 
 from gradleak.core.device import check_device_spec, resolve_device
@@ -65,32 +63,3 @@ def group_tasks(tasks: list[dict[str, Any]], max_group: int = MAX_GROUP) -> list
             chunk = members[start:start + max_group]
             units.append(chunk[0] if len(chunk) == 1 else {"group": chunk})
     return units
-
-
-def execute_group(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run a group's scenarios with one batched attack; one result per task (never raises)."""
-    import torch
-
-    from gradleak.experiment.batched import run_scenarios
-    from gradleak.experiment.scenario import scenario_from_dict
-    from gradleak.sweep.backends import done_result, execute_run, versions
-
-    if tasks[0].get("threads"):
-        torch.set_num_threads(int(tasks[0]["threads"]))
-    start = time.perf_counter()
-    try:
-        runs = run_scenarios([scenario_from_dict(t["config"]) for t in tasks], device=tasks[0].get("device"))
-    except Exception:  # one bad run must not fail the others: run them one at a time
-        return [execute_run(t) for t in tasks]
-    wall = (time.perf_counter() - start) / len(tasks)
-    results = []
-    for task, run in zip(tasks, runs, strict=True):
-        result: dict[str, Any] = {"key": task["key"], "preset": task.get("preset"), "config": task["config"],
-                                  "versions": versions(), "host": socket.gethostname()}
-        try:
-            done_result(result, run)
-        except Exception as err:  # e.g. the image could not be drawn: this run failed, the others did not
-            result.update(status="failed", error=f"{type(err).__name__}: {err}")
-        result["wall_seconds"] = wall
-        results.append(result)
-    return results

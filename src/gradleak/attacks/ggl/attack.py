@@ -88,6 +88,7 @@ class GGL(Attack):
         backend: how ``cma`` is driven: ``pycma`` (nevergrad's CMA-ES engine, asked and told a whole
             population at once) or ``nevergrad`` (``ParametrizedCMA``, one candidate per ask/tell,
             as the paper's code; ~10× more overhead per round here). Both need the ``generative`` extra.
+        keep: with ``adam``: ``best`` (the lowest-loss latent) or ``last`` (the final one).
     """
 
     name = "ggl"
@@ -102,8 +103,10 @@ class GGL(Attack):
                  steps: int | None = None, population: int = 50, bo_batch: int = 10, bo_init: int = 256,
                  lr: float = 0.1, kl: float = 0.1, distance: str = "l2", restarts: int = 1,
                  labels: str = "auto", seed: int = 0, transform: TrialTransform | None = None,
-                 backend: str = "pycma") -> None:
+                 backend: str = "pycma", keep: str = "best") -> None:
         problems = []
+        if keep not in ("best", "last"):
+            problems.append(f"keep must be 'best' or 'last', got {keep!r}")
         if backend not in ("pycma", "nevergrad"):
             problems.append(f"backend must be 'pycma' or 'nevergrad', got {backend!r}")
         if optimizer not in OPTIMIZERS:
@@ -123,6 +126,7 @@ class GGL(Attack):
         self.population, self.bo_batch, self.bo_init, self.lr = population, bo_batch, bo_init, lr
         self.kl, self.distance, self.restarts = kl, distance, restarts
         self.labels, self.seed, self.transform, self.backend = labels, seed, transform, backend
+        self.keep = keep
 
     def batches(self) -> bool:
         """Only the Adam search batches clients (CMA-ES and BO drive one client at a time)."""
@@ -176,7 +180,7 @@ class GGL(Attack):
                                   shape)
             z0 = torch.randn((r, b, d), generator=attack_generator(self.seed)).to(device)
             out = optimise_inputs(loss, z0.repeat(len(updates), 1, 1), steps=self.steps, lr=self.lr, signed=True,
-                                  box=None, progress=progress)
+                                  box=None, progress=progress, keep=self.keep)
             for i in range(len(updates)):
                 best = out.best_row(slice(i * r, (i + 1) * r))
                 row = i * r + best

@@ -139,6 +139,7 @@ class Spear(Attack):
 
     name = "spear"
     presets = {"tiny": {"max_seconds": 20.0}}
+    cpu_only = True  # its sampling and selection are CPU linear algebra (float64); the update is moved there
     takes_labels = True
 
     def __init__(self, *, method: str = "hybrid", max_samples: int = 50_000_000, batch: int = 4096,
