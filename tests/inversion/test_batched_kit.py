@@ -137,3 +137,26 @@ def test_trial_gradients_leave_parameter_grads_alone_and_rows_equal_singles():
     for r in range(3):
         for a, b in zip(rows, trial(x[r:r + 1], y[r:r + 1])):
             assert torch.allclose(a[r], b[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("name, options", [("convnet", {}), ("lenet", {}), ("resnet20", {}),
+                                           ("resnet20", {"norm": "gn"}), ("inplace", {})])
+def test_per_sample_gradients_equal_parameter_copies(name, options):
+    torch.manual_seed(0)
+    if name == "inplace":  # an in-place ReLU after a kept output
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(27, 6), torch.nn.ReLU(inplace=True),
+                                    torch.nn.Linear(6, 10))
+    else:
+        model = build_model(name, shape=(3, 3, 3), num_classes=10, seed=0, **options)
+    model = model.eval().double()
+    trial = TrialGradients(model)
+    assert trial.fast is not None
+    x = torch.rand(3, 2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    for y in (torch.randint(0, 10, (3, 2)), torch.softmax(torch.randn(3, 2, 10, dtype=torch.float64), -1)):
+        fast, slow = trial.rows(x, y), trial.copies(x, y)
+        assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(fast, slow))
+        (ga,) = torch.autograd.grad(sum(g.pow(2).sum() for g in fast), [x])
+        (gb,) = torch.autograd.grad(sum(g.pow(2).sum() for g in slow), [x])
+        assert torch.allclose(ga, gb, atol=1e-10)
+    # BatchNorm in train mode mixes a batch's samples: that model loops over rows instead
+    assert (TrialGradients(model.train()).fast is None) == (name == "resnet20" and not options)

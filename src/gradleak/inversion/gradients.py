@@ -20,6 +20,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from gradleak.core.types import ClientUpdate, GradList, TrialTransform
+from gradleak.inversion.per_sample import PerSampleGradients
 from gradleak.models.layers import has_batchnorm
 
 
@@ -77,11 +78,12 @@ class TrialGradients:
     Built once per attack run: the parameter list, the buffers and the choice of method are fixed
     here, not rebuilt every step. Rows are independent (restarts, and in ``run_many`` the clients
     of a round): one row runs the model itself (the fastest graph); several rows run as one
-    vectorised graph with one copy of the parameters per row (PyTorch lowers the vmapped
-    forward to grouped convolutions / batched matmuls, and one ``autograd.grad`` returns every
-    row's own gradient); a model with BatchNorm in train mode (whose batch statistics must not
-    mix rows) loops over rows. Gradients are taken with ``torch.autograd.grad``: nothing fills
-    the parameters' ``.grad``.
+    ordinary batched pass with per-row gradients assembled from each layer's inputs and output
+    gradients (:mod:`~gradleak.inversion.per_sample`; Linear, Conv2d, eval-mode BatchNorm,
+    GroupNorm), or, for other layers, as one vectorised graph with one copy of the parameters per
+    row (``copies``: grouped convolutions / batched matmuls, one ``autograd.grad``); a model with
+    BatchNorm in train mode (whose batch statistics must not mix rows) loops over rows. Gradients
+    are taken with ``torch.autograd.grad``: nothing fills the parameters' ``.grad``.
 
     Args:
         model: the attacked model (never modified).
@@ -100,6 +102,7 @@ class TrialGradients:
         self.rebind = self.leaves is not own
         self.buffers = dict(model.named_buffers())
         self.loop = model.training and has_batchnorm(model)
+        self.fast = None if self.loop else PerSampleGradients.build(model)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, *, create_graph: bool = True) -> GradList:
         if x.shape[0] == 1:
@@ -122,6 +125,12 @@ class TrialGradients:
             return list(torch.autograd.grad(loss, self.leaves, create_graph=create_graph))
 
     def rows(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool = True) -> GradList:
+        """Every row's gradient in one batched graph (per-sample identities where the layers allow)."""
+        if self.fast is not None:
+            return self.fast(x, y, create_graph)
+        return self.copies(x, y, create_graph)
+
+    def copies(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool = True) -> GradList:
         """Every row's gradient in one vectorised graph (one parameter copy per row)."""
         k = x.shape[0]
         with torch.enable_grad():

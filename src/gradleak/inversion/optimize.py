@@ -86,7 +86,7 @@ class Adam:
         self.t += 1
         self.m.lerp_(grad, 1 - b1)
         self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        denom = (self.v.sqrt() / (1 - b2 ** self.t) ** 0.5).add_(self.eps)
+        denom = self.v.sqrt().div_((1 - b2 ** self.t) ** 0.5).add_(self.eps)
         self.x.addcdiv_(self.m, denom, value=-(lr / (1 - b1 ** self.t)))
 
 
@@ -160,7 +160,7 @@ def optimise_inputs(
         with torch.no_grad():
             keep_best(score, x)
             history[step] = objective
-            adam.step(grad.sign() if signed else grad, rate)
+            adam.step(grad.sign_() if signed else grad, rate)
             if box is not None:
                 x.clamp_(*box)
         t = step + 1
