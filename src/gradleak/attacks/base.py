@@ -26,6 +26,12 @@ model's parameters are. Every tensor an attack creates lives there; random start
 the CPU from the attack's seeded generator and then moved (the same seed starts from the same
 images on every device). The reconstruction always comes back on the CPU.
 
+Two more attributes describe the output, for people rather than for the experiment:
+
+* ``exact`` — the attack claims an exact recovery (its fit is judged by a residual too);
+* ``progress_unit`` — what its ``progress(step, total, loss)`` calls count, and
+  ``progress_total_is_bound`` — ``total`` is a cap the attack may stop well before (no ETA).
+
 Example:
     >>> from gradleak.core.registry import create_attack
     >>> attack = create_attack("idlg", steps=5)
@@ -69,6 +75,9 @@ class Attack:
     presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}}
     batches_clients: ClassVar[bool] = False
     cpu_only: ClassVar[bool] = False
+    exact: ClassVar[bool] = False
+    progress_unit: ClassVar[str] = "steps"
+    progress_total_is_bound: ClassVar[bool] = False
 
     def check(self, model: nn.Module, update: ClientUpdate) -> list[Problem]:
         """Every reason this attack cannot run on ``(model, update)``, all at once."""

@@ -57,6 +57,7 @@ class IDLG(Attack):
     takes_labels = True
     supports_adaptive = True
     batches_clients = True
+    progress_unit = "L-BFGS steps"
 
     def __init__(self, *, steps: int = 300, lr: float = 1.0, max_iter: int = 20, restarts: int = 1,
                  tolerance_grad: float = 1e-12, tolerance_change: float = 1e-14, loss_floor: float = 0.0,

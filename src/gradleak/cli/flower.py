@@ -67,19 +67,18 @@ def cmd_flower_demo(args: argparse.Namespace) -> int:
         print(json.dumps(to_jsonable(summary)))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"gradleak audit of a Flower run ({args.attack}); accuracy by round: "
-                  + ", ".join(f"{k}: {v:.2f}" for k, v in sorted(summary["accuracy"].items())))
-    for column in ("round", "node", "status", "examples", "PSNR", "SSIM", "exact", "seconds", "note"):
-        table.add_column(column, no_wrap=column == "node")
-    for r in summary["records"]:
-        m = r["metrics"] or {}
-        table.add_row(str(r["round"]), str(r["node_id"]), r["status"], str(r["num_examples"]),
-                      _num(m.get("psnr")), _num(m.get("ssim"), 3), _num(m.get("exact_fraction")),
-                      _num(r["seconds"], 1), r["reason"][:60])
+    from gradleak.cli.tables import show_table
+
+    title = (f"gradleak audit of a Flower run ({args.attack}); accuracy by round: "
+             + ", ".join(f"{k}: {v:.2f}" for k, v in sorted(summary["accuracy"].items())))
+    rows = [[str(r["round"]), str(r["node_id"]), r["status"], str(r["num_examples"]),
+             _num((r["metrics"] or {}).get("psnr")), _num((r["metrics"] or {}).get("ssim"), 3),
+             _num((r["metrics"] or {}).get("exact_fraction")), _num(r["seconds"], 1), r["reason"] or ""]
+            for r in summary["records"]]
     console = Console()
-    console.print(table)
+    show_table(title, ["round", "node", "status", "examples", "PSNR", "SSIM", "exact", "seconds", "note"], rows,
+               console=console, right=["PSNR", "SSIM", "exact", "seconds"])
     if summary.get("max_abs_diff_vs_plain") is not None:
         console.print(f"max |audited - plain FedAvg| over the final weights: {summary['max_abs_diff_vs_plain']:.3g}")
     if summary.get("report"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,11 @@ from gradleak.core.device import resolve_device, truth_to
 from gradleak.core.results import RunResult
 from gradleak.core.types import ClientUpdate, GroundTruth, Progress, Reconstruction
 from gradleak.core.version import __version__
-from gradleak.data import sample_batch
+from gradleak.data import Dataset, sample_batch
 from gradleak.defenses.adaptive import adaptive_transform
 from gradleak.defenses.pipeline import Defended, client_seed, defend, defense_metrics
+from gradleak.experiment.figure import comparison_figure
+from gradleak.experiment.fit import fit_report, fit_warning
 from gradleak.experiment.model_state import prepare_model
 from gradleak.experiment.runfolder import check_out_dir, image_grid, prepare_out_dir, save_tensors, write_json
 from gradleak.experiment.scenario import Scenario, build_attack
@@ -36,7 +38,7 @@ from gradleak.fl import fedavg_update, fedsgd_update
 from gradleak.metrics import evaluate
 
 SUMMARY_METRICS = ("mse", "psnr", "ssim", "lpips", "label_accuracy", "exact_fraction")
-"""The scores every run reports (defense facts such as ``epsilon`` are added when present)."""
+"""The scores a run reports (``lpips`` only when computed; defense facts such as ``epsilon`` when present)."""
 
 
 def run_scenario(
@@ -46,43 +48,120 @@ def run_scenario(
     overwrite: bool = False,
     progress: Progress | None = None,
     save_tensor_file: bool = False,
+    lpips: bool = False,
+    training_progress: Progress | None = None,
     device: Any = None,
 ) -> RunResult:
     """Run one scenario; write the run folder when ``out_dir`` is given; return the result.
 
-    ``device``: where the client simulation and the attack run (``auto``, ``cpu``, ``cuda``,
-    ``cuda:N``, ``mps``; default the CPU); the result is on the CPU either way.
+    Args:
+        scenario: what to run.
+        out_dir: the run folder to write (``None``: keep everything in memory).
+        overwrite: replace gradleak's files in an existing ``out_dir``.
+        progress: ``progress(step, total, loss)`` of the attack.
+        save_tensor_file: also write ``tensors.safetensors``.
+        lpips: also compute LPIPS (needs the ``lpips`` package and its weights on disk;
+            the metric is left out when it is not computed).
+        training_progress: ``progress(batch, total, loss)`` while ``trained:EPOCHS`` trains.
+        device: where the client simulation and the attack run (``auto``, ``cpu``, ``cuda``,
+            ``cuda:N``, ``mps``; default the CPU); the result is on the CPU either way.
     """
+    scenario.validate()
+    build_attack(scenario)
     if out_dir is not None:
         check_out_dir(out_dir, overwrite=overwrite)
-    run = prepare_run(scenario, device=device)
+    run = prepare_run(scenario, device=device, training_progress=training_progress)
     rec = run.attack.run(run.model, run.update, shape=run.shape, progress=progress)
-    return finish_run(run, rec, out_dir, overwrite=overwrite, save_tensor_file=save_tensor_file)
+    return finish_run(run, rec, out_dir, overwrite=overwrite, save_tensor_file=save_tensor_file, lpips=lpips)
 
 
 @dataclass
 class PreparedRun:
-    """Everything before the attack: the attack, the model and update it sees (on ``device``), the truth."""
+    """Everything before the attack: the attack (adaptive when asked), the simulated client (on ``device``)."""
 
     scenario: Scenario
     attack: Any
-    model: torch.nn.Module
-    update: ClientUpdate
-    defended: Defended
-    model_info: dict[str, Any] | None
-    shape: tuple[int, ...]
+    client: ClientSide
+    transform: Any
     device: torch.device
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model the server attacks."""
+        return self.client.defended.model
 
-def prepare_run(scenario: Scenario, *, device: Any = None) -> PreparedRun:
-    """Validate, build the attack, prepare the model, sample the truth and simulate the (defended) client."""
+    @property
+    def update(self) -> ClientUpdate:
+        """The update the server sees."""
+        return self.client.defended.update
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One input's shape."""
+        return tuple(self.client.dataset.shape)
+
+
+def prepare_run(scenario: Scenario, *, device: Any = None, training_progress: Progress | None = None) -> PreparedRun:
+    """Validate, build the attack, simulate the (defended) client on ``device`` (default the CPU)."""
     scenario.validate()
     dev = resolve_device("cpu" if device is None else device)
     attack = build_attack(scenario)
+    client = simulate_client(scenario, training_progress=training_progress, device=dev)
+    transform = adaptive_transform(client.defended.model, client.defended.update) if scenario.adaptive else None
+    if transform is not None:
+        attack = build_attack(scenario, transform=transform)
+    return PreparedRun(scenario, attack, client, transform, dev)
+
+
+def finish_run(run: PreparedRun, rec: Reconstruction, out_dir: str | Path | None = None, *,
+               overwrite: bool = False, save_tensor_file: bool = False, lpips: bool = False) -> RunResult:
+    """Score the reconstruction against the truth (on the CPU), judge its fit, write the run folder when asked."""
+    defended = run.client.defended
+    truth = truth_to(defended.truth, torch.device("cpu"))
+    out = prepare_out_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
+    scores = evaluate(rec, truth, with_lpips=lpips)
+    metrics = {k: scores[k] for k in SUMMARY_METRICS if k != "lpips" or scores[k] is not None}
+    metrics.update(defense_metrics(defended, scores))
+    on_device = replace(rec, inputs=rec.inputs.to(run.device),
+                        labels=None if rec.labels is None else rec.labels.to(run.device))
+    fit = fit_report(run.model, run.update, on_device, exact=run.attack.exact, transform=run.transform)
+    fit["warning"] = fit_warning(fit, run.update, run.model, labels_from=rec.info.get("labels_from"))
+    result = RunResult(scenario=asdict(run.scenario), metrics=metrics, per_image=scores["per_image"],
+                       matching=list(scores["matching"]), reconstruction=rec, truth=truth,
+                       seconds=rec.seconds, out_dir=str(out) if out is not None else None,
+                       model_state=run.client.model_info, fit=fit)
+    if out is not None:
+        write_run_folder(out, result, save_tensor_file=save_tensor_file)
+    return result
+
+
+@dataclass
+class ClientSide:
+    """What the simulated client did: the defended update (with the model the server knows and the
+    truth behind it), the data it was drawn from, and how the model was trained or loaded."""
+
+    defended: Defended
+    dataset: Dataset
+    model_info: dict[str, Any] | None
+
+
+def simulate_client(scenario: Scenario, *, training_progress: Progress | None = None,
+                    device: Any = None) -> ClientSide:
+    """Build the model, draw the client's batch and compute its (defended) update, as ``scenario`` says.
+
+    ``device``: where the client computes (default the CPU; the model is trained and cached on the CPU).
+
+    Example:
+        >>> side = simulate_client(Scenario(dataset="digits", model="mlp", batch_size=2))
+        >>> side.defended.update.num_examples, side.defended.update.labels.tolist()
+        (2, [6, 5])
+    """
+    dev = resolve_device("cpu" if device is None else device)
     # untrained: the whole dataset; trained or a checkpoint: the held-out split (model_info says so)
     model, dataset, model_info = prepare_model(
         scenario.model, scenario.model_options, scenario.dataset, scenario.dataset_options,
-        seed=scenario.seed, model_state=scenario.model_state, checkpoint=scenario.checkpoint)
+        seed=scenario.seed, model_state=scenario.model_state, checkpoint=scenario.checkpoint,
+        progress=training_progress)
     model = model.to(dev)
     truth = truth_to(sample_batch(dataset, scenario.batch_size, seed=scenario.seed, label_mode=scenario.label_mode),
                      dev)
@@ -100,27 +179,7 @@ def prepare_run(scenario: Scenario, *, device: Any = None) -> PreparedRun:
                       sample=lambda k: truth_to(sample_batch(dataset, scenario.batch_size,
                                                              label_mode=scenario.label_mode,
                                                              seed=client_seed(scenario.seed, k)), dev))
-    if scenario.adaptive:
-        attack = build_attack(scenario, transform=adaptive_transform(defended.model, defended.update))
-    return PreparedRun(scenario, attack, defended.model, defended.update, defended, model_info,
-                       tuple(dataset.shape), dev)
-
-
-def finish_run(run: PreparedRun, rec: Reconstruction, out_dir: str | Path | None = None, *,
-               overwrite: bool = False, save_tensor_file: bool = False) -> RunResult:
-    """Score the reconstruction against the truth (on the CPU) and write the run folder when asked."""
-    truth = truth_to(run.defended.truth, torch.device("cpu"))
-    out = prepare_out_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
-    scores = evaluate(rec, truth)
-    metrics = {k: scores[k] for k in SUMMARY_METRICS}
-    metrics.update(defense_metrics(run.defended, scores))
-    result = RunResult(scenario=asdict(run.scenario), metrics=metrics, per_image=scores["per_image"],
-                       matching=list(scores["matching"]), reconstruction=rec, truth=truth,
-                       seconds=rec.seconds, out_dir=str(out) if out is not None else None,
-                       model_state=run.model_info)
-    if out is not None:
-        write_run_folder(out, result, save_tensor_file=save_tensor_file)
-    return result
+    return ClientSide(defended, dataset, model_info)
 
 
 def reconstruction_png(rec: Reconstruction, truth: GroundTruth | None, matching: list[int] | None) -> bytes:
@@ -131,6 +190,47 @@ def reconstruction_png(rec: Reconstruction, truth: GroundTruth | None, matching:
     return buffer.getvalue()
 
 
+def labels_paired(attack: str) -> bool:
+    """Whether an attack's labels belong to its images (``False`` for exact attacks such as SPEAR,
+    whose labels are a multiset restored separately)."""
+    from gradleak.core.registry import ATTACKS
+
+    return not getattr(ATTACKS.get(attack), "exact", False)
+
+
+def run_labels(result: RunResult) -> dict[str, Any]:
+    """True and recovered labels: ``recovered[i]`` is the label of the reconstruction matched to truth ``i``."""
+    rec, truth = result.reconstruction, result.truth
+    paired = labels_paired(result.scenario["attack"])
+    out: dict[str, Any] = {"true": None if truth is None else truth.labels.tolist(), "paired": paired}
+    if rec.labels is None:
+        out["recovered"] = None
+    elif truth is not None and paired and len(rec.labels) == len(result.matching):
+        out["recovered"] = rec.labels[result.matching].tolist()
+    else:
+        out["recovered"] = rec.labels.tolist()
+    return out
+
+
+def figure_png(result: RunResult) -> bytes:
+    """``reconstruction.png`` of a run folder: pairs labelled with their labels and PSNR."""
+    rec, truth, s = result.reconstruction, result.truth, result.scenario
+    labels = run_labels(result)
+    recovered = rec.inputs if truth is None else rec.inputs[list(result.matching)]
+    psnrs = result.per_image.get("psnr") if isinstance(result.per_image, dict) else None
+    title = f"{s['attack']} · {s['dataset']} · {s['model']} · b={len(recovered)}"
+    if result.metrics.get("psnr") is not None:
+        title += f" · mean PSNR {result.metrics['psnr']:.1f} dB"
+    elif result.fit and result.fit.get("cosine_distance") is not None:
+        title += f" · fit: gradient cosine distance {result.fit['cosine_distance']:.3g}"
+    image = comparison_figure(truth.inputs if truth is not None else None, recovered,
+                              true_labels=labels["true"], recovered_labels=labels["recovered"], psnrs=psnrs,
+                              title=title.replace("·", "|"), labels_paired=labels["paired"])
+    buffer = io.BytesIO()
+    image.save(buffer, format="png")
+    return buffer.getvalue()
+
+
 def write_run_folder(out: Path, result: RunResult, *, save_tensor_file: bool = False) -> None:
     """Write ``config.json``, ``metrics.json``, ``reconstruction.png`` (and tensors) of a run."""
     rec, truth = result.reconstruction, result.truth
@@ -138,10 +238,10 @@ def write_run_folder(out: Path, result: RunResult, *, save_tensor_file: bool = F
         "gradleak": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_json(out / "config.json", config)
-    write_json(out / "metrics.json", {**result.summary(), "per_image": result.per_image,
-                                      "matching": result.matching, "info": rec.info,
-                                      "loss_history": rec.loss_history})
-    (out / "reconstruction.png").write_bytes(reconstruction_png(rec, truth, result.matching))
+    write_json(out / "metrics.json", {**result.summary(), "labels": run_labels(result),
+                                      "per_image": result.per_image, "matching": result.matching,
+                                      "info": rec.info, "loss_history": rec.loss_history})
+    (out / "reconstruction.png").write_bytes(figure_png(result))
     if save_tensor_file and truth is not None:
         order = result.matching
         tensors = {"truth_inputs": truth.inputs, "truth_labels": truth.labels,

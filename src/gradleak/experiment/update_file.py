@@ -15,8 +15,9 @@ from typing import Any
 from gradleak.core.device import resolve_device
 from gradleak.core.results import RunResult
 from gradleak.core.types import Progress
+from gradleak.experiment.fit import fit_report, fit_warning
 from gradleak.experiment.model_state import prepare_model
-from gradleak.experiment.run import reconstruction_png
+from gradleak.experiment.run import figure_png
 from gradleak.experiment.runfolder import check_out_dir, prepare_out_dir, save_tensors, write_json
 from gradleak.experiment.scenario import Scenario, build_attack
 from gradleak.experiment.update_io import load_update
@@ -28,8 +29,11 @@ def attack_update_file(scenario: Scenario, path: str | Path, out_dir: str | Path
     """Attack a saved update: the model comes from the scenario, the shape and classes from its
     dataset; writes ``config.json``, ``metrics.json``, ``reconstruction.png`` and tensors.
 
-    The result has no truth and no scores; ``result.extra`` holds the update's path, its
-    number of examples and the recovered labels. ``device``: where the attack runs (default the CPU).
+    The result has no truth and no scores, only the fit (how well the reconstruction explains
+    the update: a poor fit usually means the weights are not the client's — pass
+    ``scenario.checkpoint``); ``result.extra`` holds the update's path, its number of examples
+    and the recovered labels. ``device``: where the attack runs (default the CPU; the fit is
+    judged on the CPU).
     """
     scenario.validate()
     dev = resolve_device("cpu" if device is None else device)
@@ -37,26 +41,33 @@ def attack_update_file(scenario: Scenario, path: str | Path, out_dir: str | Path
     check_out_dir(out_dir, overwrite=overwrite)
     local = scenario.local_training() if (kind or "") == "weight_delta" else None
     update = load_update(path, kind=kind, num_examples=num_examples, local_training=local)
-    model, dataset, _ = prepare_model(scenario.model, scenario.model_options, scenario.dataset,
+    model, dataset, model_info = prepare_model(scenario.model, scenario.model_options, scenario.dataset,
                                       scenario.dataset_options, seed=scenario.seed,
                                       model_state=scenario.model_state, checkpoint=scenario.checkpoint)
     model.train(scenario.mode == "train")
     rec = attack.run(model, update, shape=dataset.shape, progress=progress, device=dev)
+    fit = fit_report(model, update, rec, exact=attack.exact)
+    fit["warning"] = fit_warning(fit, update, model, labels_from=rec.info.get("labels_from"))
     out = prepare_out_dir(out_dir, overwrite=overwrite)
     result = RunResult(scenario=asdict(scenario), metrics={}, per_image=[], matching=[], reconstruction=rec,
-                       truth=None, seconds=rec.seconds, out_dir=str(out),
+                       truth=None, seconds=rec.seconds, out_dir=str(out), model_state=model_info, fit=fit,
                        extra={"update": str(path), "num_examples": update.num_examples,
-                              "labels": None if rec.labels is None else rec.labels.tolist()})
+                              "labels": None if rec.labels is None else rec.labels.tolist(),
+                              "labels_from": rec.info.get("labels_from")})
     summary = saved_update_summary(result)
     write_json(out / "config.json", {"scenario": result.scenario, "update": str(path)})
     write_json(out / "metrics.json", {**summary, "info": rec.info, "loss_history": rec.loss_history})
-    (out / "reconstruction.png").write_bytes(reconstruction_png(rec, None, None))
+    (out / "reconstruction.png").write_bytes(figure_png(result))
     save_tensors(out / "tensors.safetensors", {"reconstruction": rec.inputs})
     return result
 
 
 def saved_update_summary(result: RunResult) -> dict[str, Any]:
-    """What the CLI prints for an attacked saved update."""
-    return {"attack": result.scenario["attack"], "update": result.extra["update"],
-            "model": result.scenario["model"], "num_examples": result.extra["num_examples"],
-            "seconds": result.seconds, "out_dir": result.out_dir, "labels": result.extra["labels"]}
+    """What the CLI prints for an attacked saved update (``fit``: how well it explains the update)."""
+    out = {"attack": result.scenario["attack"], "update": result.extra["update"],
+           "model": result.scenario["model"], "num_examples": result.extra["num_examples"],
+           "seconds": result.seconds, "out_dir": result.out_dir, "labels": result.extra["labels"],
+           "labels_from": result.extra.get("labels_from"), "fit": result.fit}
+    if result.model_state is not None:
+        out["model_state"] = result.model_state
+    return out

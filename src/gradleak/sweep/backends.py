@@ -5,18 +5,21 @@ run was given, runs the scenario in memory, and returns the metrics, per-image s
 ``reconstruction.png`` bytes (nothing is written to the worker's disk, so Ray nodes need no
 shared filesystem). Any exception inside a run becomes a ``failed`` result with its error.
 
-- ``local``: a ``spawn`` process pool, default 1 worker (torch already uses the cores); each run
-  gets ``cpus_per_run`` threads (default: the machine's cores divided by the workers).
-  ``workers=0`` runs in the driver process itself.
+- ``local``: a ``spawn`` process pool, by default one worker per core, each run with one torch
+  thread (``cpus_per_run``): the small models of a sweep gain little from intra-op threads,
+  and several threaded runs on the same cores oversubscribe them.
+  ``workers=0`` runs in the driver process itself. At most ``workers`` runs are in flight, so
+  ``on_begin`` names exactly the runs that are executing.
 - ``ray``: ``address="auto"`` joins a running cluster; otherwise a local Ray starts with
   ``workers`` CPUs. Each task asks Ray for ``cpus_per_run`` CPUs (default 1) and sets torch's
-  threads from what Ray assigned; on a GPU device it also asks for ``num_gpus`` (default 1: Ray
-  then makes the GPU it assigned the task's ``cuda``). Needs ``pip install 'gradleak[ray]'``.
+  threads from what Ray assigned. Needs ``pip install 'gradleak[ray]'``.
 
 ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) is where every run's simulation and
-attack execute. Runs that attack the same model with the same attack (they differ only on the
-client's side: defenses, protocol, label mode; see :mod:`gradleak.sweep.grouping`) travel together
-and are attacked in one batched pass (``Attack.run_many``); ``group=False`` runs them one by one.
+attack execute; on a GPU device each Ray task also asks for ``num_gpus`` (default 1: Ray then
+makes the GPU it assigned the task's ``cuda``). Runs that attack the same model with the same
+attack (they differ only on the client's side: defenses, protocol, label mode; see
+:mod:`gradleak.sweep.grouping`) travel together and are attacked in one batched pass
+(``Attack.run_many``); ``group=False`` runs them one by one.
 
 Example:
     >>> from gradleak.experiment import Scenario
@@ -92,7 +95,7 @@ def done_result(result: dict[str, Any], run: Any) -> dict[str, Any]:
     losses = rec.loss_history
     result.update(status="done", metrics=run.metrics, seconds=run.seconds,
                   detail={"per_image": run.per_image, "matching": run.matching,
-                          "final_loss": losses[-1] if losses else None, "info": rec.info})
+                          "final_loss": losses[-1] if losses else None, "info": rec.info, "fit": run.fit})
     return result
 
 
@@ -131,6 +134,12 @@ def execute_group(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return results
 
 
+def _begin(on_begin: Any, unit: dict[str, Any]) -> None:
+    if on_begin is not None:
+        for task in _unit_tasks(unit):
+            on_begin(task)
+
+
 def _unit_tasks(unit: dict[str, Any]) -> list[dict[str, Any]]:
     return unit["group"] if "group" in unit else [unit]
 
@@ -140,19 +149,31 @@ def _died(task: dict[str, Any], why: str) -> dict[str, Any]:
             "status": "failed", "error": why, "versions": {}, "wall_seconds": None}
 
 
-def run_local(tasks: list[dict[str, Any]], *, workers: int = 1,
-              cpus_per_run: int | None = None) -> Iterator[dict[str, Any]]:
+def default_workers() -> int:
+    """One local worker per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+def run_local(tasks: list[dict[str, Any]], *, workers: int | None = None, cpus_per_run: int | None = None,
+              on_begin: Any = None) -> Iterator[dict[str, Any]]:
     """Execute tasks in a ``spawn`` process pool; yield results as they finish.
 
-    ``workers=0`` runs them one by one in this process (no isolation; for debugging and tests).
+    Args:
+        tasks: planned runs (``key``, ``config``, ``preset``), or groups of them (``{"group": [...]}``).
+        workers: processes (default: one per core); ``0`` runs them one by one in this process
+            (no isolation; for debugging and tests).
+        cpus_per_run: torch threads per run (default 1).
+        on_begin: ``fn(task)`` called when a run is handed to a worker.
     """
+    workers = default_workers() if workers is None else workers
     if workers < 0:
         raise ConfigError(f"--workers must be >= 0 (0 = in this process), got {workers}")
     if workers == 0:
         for task in tasks:
+            _begin(on_begin, task)
             yield from execute_unit(with_threads(task, cpus_per_run))
         return
-    threads = cpus_per_run or max(1, (os.cpu_count() or 1) // workers)
+    threads = cpus_per_run or 1
     pending = list(reversed(tasks))
     context = multiprocessing.get_context("spawn")
     while pending:
@@ -161,9 +182,10 @@ def run_local(tasks: list[dict[str, Any]], *, workers: int = 1,
         broken = False
         try:
             while (pending or running) and not broken:
-                while pending and len(running) < 2 * workers:
+                while pending and len(running) < workers:
                     task = pending.pop()
                     running[pool.submit(execute_unit, with_threads(task, threads))] = task
+                    _begin(on_begin, task)
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     task = running.pop(future)
@@ -197,7 +219,8 @@ def _ray_execute(unit: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address: str | None = None,
-            cpus_per_run: int | None = None, gpus_per_run: float = 0) -> Iterator[dict[str, Any]]:
+            cpus_per_run: int | None = None, on_begin: Any = None,
+            gpus_per_run: float = 0) -> Iterator[dict[str, Any]]:
     """Execute tasks (or groups) as Ray tasks, each asking for ``cpus_per_run`` CPUs and ``gpus_per_run``
     GPUs; yield results to the driver as they finish."""
     try:
@@ -223,6 +246,7 @@ def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address:
             while pending and len(running) < 2 * window:
                 task = pending.pop()
                 running[remote.remote(task)] = task
+                _begin(on_begin, task)
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:
                 task = running.pop(ref)
@@ -237,9 +261,10 @@ def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address:
 
 
 def execute(tasks: list[dict[str, Any]], *, backend: str = "local", workers: int | None = None,
-            address: str | None = None, cpus_per_run: int | None = None, device: str = "cpu",
-            group: bool = True, gpus_per_run: float | None = None) -> Iterator[dict[str, Any]]:
-    """Dispatch to a backend by name, tasks grouped for batched attacks (``group``) on ``device``."""
+            address: str | None = None, cpus_per_run: int | None = None, on_begin: Any = None,
+            device: str = "cpu", group: bool = True, gpus_per_run: float | None = None) -> Iterator[dict[str, Any]]:
+    """Dispatch to a backend by name, on ``device``, runs grouped for batched attacks (``group``)
+    (``on_begin(task)``: a run was handed to a worker)."""
     from gradleak.sweep.grouping import plan_units
 
     if backend not in BACKENDS:
@@ -248,14 +273,15 @@ def execute(tasks: list[dict[str, Any]], *, backend: str = "local", workers: int
         raise ConfigError("--address only applies to --backend ray")
     units, gpus = plan_units(tasks, device=device, backend=backend, group=group, gpus_per_run=gpus_per_run)
     if backend == "local":
-        return run_local(units, workers=1 if workers is None else workers, cpus_per_run=cpus_per_run)
-    return run_ray(units, workers=workers, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus)
+        return run_local(units, workers=workers, cpus_per_run=cpus_per_run, on_begin=on_begin)
+    return run_ray(units, workers=workers, address=address, cpus_per_run=cpus_per_run, on_begin=on_begin,
+                   gpus_per_run=gpus)
 
 
 def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int | None = None,
               address: str | None = None, cpus_per_run: int | None = None, retry_failed: bool = False,
-              on_start: Any = None, on_result: Any = None, device: str = "cpu", group: bool = True,
-              gpus_per_run: float | None = None) -> dict[str, int]:
+              on_start: Any = None, on_result: Any = None, on_begin: Any = None, device: str = "cpu",
+              group: bool = True, gpus_per_run: float | None = None) -> dict[str, int]:
     """Run a parsed :class:`~gradleak.sweep.Grid` into the results database ``db``.
 
     Finished runs are skipped; failed ones too unless ``retry_failed``. Each result is committed
@@ -269,6 +295,7 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
         retry_failed: run the stored failed runs again.
         on_start: ``fn(counts)`` called once with ``total``/``skipped``/``to_run`` before running.
         on_result: ``fn(result)`` called after each result is stored.
+        on_begin: ``fn(task)`` called when a run starts on a worker.
 
     Returns:
         ``{"total", "skipped", "done", "failed"}`` for this invocation.
@@ -299,7 +326,7 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
             on_start({**counts, "to_run": len(tasks)})
         if tasks:
             for result in execute(tasks, backend=backend, workers=workers, address=address,
-                                  cpus_per_run=cpus_per_run, device=device, group=group,
+                                  cpus_per_run=cpus_per_run, on_begin=on_begin, device=device, group=group,
                                   gpus_per_run=gpus_per_run):
                 store.record(result)
                 counts[result["status"]] += 1

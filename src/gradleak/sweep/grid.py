@@ -234,9 +234,10 @@ def _default_config() -> dict[str, Any]:
 
 def _component_problems(scenario: Scenario, memo: dict[str, list[str]]) -> list[str]:
     """Everything wrong with one scenario, checked part by part and memoised by the part's settings."""
-    from gradleak.core.registry import DATASETS, LABEL_METHODS, MODELS, check_kwargs
+    from gradleak.core.registry import DATASETS, LABEL_METHODS
     from gradleak.defenses.base import build_defenses
     from gradleak.defenses.pipeline import check_composition
+    from gradleak.experiment.user_model import check_model
 
     config = scenario_config(scenario)
     checks = {
@@ -244,8 +245,7 @@ def _component_problems(scenario: Scenario, memo: dict[str, list[str]]) -> list[
                      [k for k in config if k not in DICT_FIELDS and k != "defenses"]),
         "attack": (lambda: build_attack(scenario), ["attack", "attack_options", "labels", "seed"]),
         "dataset": (lambda: DATASETS.get(scenario.dataset), ["dataset"]),
-        "model": (lambda: check_kwargs(MODELS.get(scenario.model), scenario.model_options,
-                                       f"model {scenario.model!r}"), ["model", "model_options"]),
+        "model": (lambda: check_model(scenario.model, scenario.model_options), ["model", "model_options"]),
         "defenses": (lambda: check_composition(build_defenses(scenario.defenses, seed=scenario.seed)),
                      ["defenses"]),
     }

@@ -98,6 +98,7 @@ class GGL(Attack):
     needs_prior = True
     supports_adaptive = True
     batches_clients = True  # with optimizer="adam" (see ``batches``)
+    progress_unit = "search steps"
 
     def __init__(self, *, generator: str | Generator = "mnist-dcgan", optimizer: str = "cma",
                  steps: int | None = None, population: int = 50, bo_batch: int = 10, bo_init: int = 256,

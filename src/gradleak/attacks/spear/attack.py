@@ -141,6 +141,9 @@ class Spear(Attack):
     presets = {"tiny": {"max_seconds": 20.0}}
     cpu_only = True  # its sampling and selection are CPU linear algebra (float64); the update is moved there
     takes_labels = True
+    exact = True
+    progress_unit = "sampled row subsets"
+    progress_total_is_bound = True
 
     def __init__(self, *, method: str = "hybrid", max_samples: int = 50_000_000, batch: int = 4096,
                  max_seconds: float | None = 300.0, tau: float = 0.1, zero_tol: float | None = None,
