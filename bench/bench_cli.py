@@ -33,6 +33,19 @@ def wall(src: str, argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def revision(src: str) -> str:
+    """The git commit of the tree holding ``src`` (``?`` outside git), ``+`` when it has uncommitted changes."""
+    root = Path(src).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("+" if dirty else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", action="append", required=True, metavar="NAME=SRC")
@@ -57,8 +70,9 @@ def main() -> None:
              f"{load_after} after). Median wall seconds of {args.runs} fresh processes each.", "",
              "| tree | " + " | ".join(f"`gradleak {' '.join(c)}`" for c in COMMANDS) + " |",
              "|---|" + "---|" * len(COMMANDS)]
-    for name in trees:
-        lines.append(f"| {name} | " + " | ".join(f"{medians[name][' '.join(c)]:.2f} s" for c in COMMANDS) + " |")
+    for name, src in trees.items():
+        lines.append(f"| {name} (`{revision(src)}`) | "
+                     + " | ".join(f"{medians[name][' '.join(c)]:.2f} s" for c in COMMANDS) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
