@@ -2,7 +2,9 @@
 
 Usage:
     python bench/bench_throughput.py                    # CPU, 1 thread: IG, convnet, MNIST, b=1, 200 steps, N=16
-    python bench/bench_throughput.py --device cuda      # GPU: IG, ResNet-18 on 3×32×32 images, b=1, N=64
+    python bench/bench_throughput.py --device cuda      # GPU: IG, ResNet-18 (CIFAR stem) on the embedded
+                                                        # 3×32×32 natural32 images, b=1, N=64
+    python bench/bench_throughput.py --device cuda --dataset cifar10 --data-dir DIR   # on CIFAR-10 itself
     python bench/bench_throughput.py --no-write         # print only; do not write docs/results/
 
 Everything is measured side by side in one process, after a warm-up (one-off imports and
@@ -89,6 +91,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="default: cpu on the CPU, gpu on a GPU")
+    parser.add_argument("--model", default=None, help="override the preset's model")
+    parser.add_argument("--dataset", default=None, help="override the preset's dataset (e.g. cifar10 with --data-dir)")
+    parser.add_argument("--data-dir", default=None, help="folder of a user-owned dataset")
     parser.add_argument("--clients", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=1)
@@ -99,11 +104,12 @@ def main() -> None:
     load_before = [round(v, 2) for v in os.getloadavg()]
     device = resolve_device(args.device)
     preset = dict(PRESETS[args.preset or ("cpu" if device.type == "cpu" else "gpu")])
+    preset.update({k: v for k, v in (("model", args.model), ("dataset", args.dataset)) if v})
     clients = args.clients or preset["clients"]
     steps = args.steps or preset["steps"]
     b = args.batch_size
 
-    ds = gl.load_dataset(preset["dataset"])
+    ds = gl.load_dataset(preset["dataset"], **({"data_dir": args.data_dir} if args.data_dir else {}))
     model = gl.build_model(preset["model"], shape=ds.shape, num_classes=ds.num_classes, seed=0).eval().to(device)
     truths = [gl.sample_batch(ds, b, seed=1000 + i) for i in range(clients)]
     updates = [gl.fedsgd_update(model, t.inputs.to(device), t.labels.to(device), labels_leak=True) for t in truths]
