@@ -14,6 +14,8 @@ CLI and the contract test (never guessed from signatures):
 * ``supports_adaptive`` — it takes ``transform=``, the adaptive attacker's copy of the defenses;
 * ``takes_seed`` — it takes ``seed=`` (every random choice flows from it);
 * ``update_kinds`` — the update kinds it reads (``kind_hint``: what to do about another kind);
+* ``unrolls_local_training`` — it simulates the client's optimiser on a weight delta instead of
+  reading the delta as an average gradient (which Adam/AdamW deltas cannot be read as);
 * ``presets`` — named option sets; ``tiny`` is a seconds-long smoke run (tests, run-time estimates);
 * ``batches_clients`` — ``run_many`` reconstructs several clients' updates in one batched graph
   (``reconstruct_many``), each result equal to its own ``run`` to float tolerance; otherwise
@@ -53,6 +55,7 @@ from gradleak.core.device import model_device, reconstruction_to_cpu, resolve_de
 from gradleak.core.errors import NotApplicableError, UpdateMismatchError
 from gradleak.core.results import Problem
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction
+from gradleak.inversion.gradients import delta_problems
 from gradleak.labels.resolve import labels_available
 
 
@@ -72,6 +75,7 @@ class Attack:
     takes_seed: ClassVar[bool] = True
     update_kinds: ClassVar[tuple[str, ...]] = ("gradients", "weight_delta")
     kind_hint: ClassVar[str] = ""
+    unrolls_local_training: ClassVar[bool] = False
     presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}}
     batches_clients: ClassVar[bool] = False
     cpu_only: ClassVar[bool] = False
@@ -90,6 +94,8 @@ class Attack:
             problems.append(Problem("not_applicable", f"it needs a {' or '.join(self.update_kinds)} update, "
                                                       f"not {update.kind}{self.kind_hint}"))
         reasons = (labels_available(model, update) if self.needs_labels else []) + self._check(model, update)
+        if update.kind == "weight_delta" and not self.unrolls_local_training:
+            reasons = delta_problems(update) + reasons
         return problems + [Problem("not_applicable", r) for r in reasons]
 
     def _check(self, model: nn.Module, update: ClientUpdate) -> list[str]:

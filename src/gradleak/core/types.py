@@ -43,20 +43,38 @@ class LocalTraining:
     """The client's local-training settings, chosen by the server (so attacks may use them).
 
     Args:
-        lr: learning rate of plain SGD (no momentum).
+        lr: learning rate of the client's optimiser.
         epochs: local epochs over the client's data.
         batch_size: local mini-batch size; ``None`` means the whole local data set.
         steps: total local SGD steps; ``None`` derives ``epochs * ceil(n / batch_size)``.
+        optimizer: ``sgd`` (``torch.optim.SGD``), ``adam`` (``torch.optim.Adam``, L2 weight
+            decay) or ``adamw`` (``torch.optim.AdamW``, decoupled weight decay).
+        momentum: SGD momentum (dampening 0), in ``[0, 1)``.
+        nesterov: Nesterov momentum (SGD with ``momentum > 0``).
+        weight_decay: the optimiser's weight decay (``>= 0``).
+        prox_mu: FedProx's proximal term ``mu/2 * ||w - w_global||^2`` added to the local loss.
+        betas, eps: Adam's moment decays and denominator term.
 
     Example:
         >>> LocalTraining(lr=0.1, epochs=1, batch_size=2).num_steps(4)
         2
+        >>> LocalTraining(lr=0.1, optimizer="adam", momentum=0.9)
+        Traceback (most recent call last):
+        ...
+        gradleak.core.errors.ConfigError: invalid local training: momentum applies to optimizer 'sgd' (adam uses betas)
     """
 
     lr: float = 0.1
     epochs: int = 1
     batch_size: int | None = None
     steps: int | None = None
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    prox_mu: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
 
     def __post_init__(self) -> None:
         problems = []
@@ -68,8 +86,35 @@ class LocalTraining:
             problems.append(f"local batch_size must be >= 1, got {self.batch_size}")
         if self.steps is not None and self.steps < 1:
             problems.append(f"steps must be >= 1, got {self.steps}")
+        problems += self._optimiser_problems()
         if problems:
             raise ConfigError("invalid local training: " + "; ".join(problems))
+
+    def _optimiser_problems(self) -> list[str]:
+        """What is wrong with the optimiser fields (the fields after ``steps``)."""
+        problems = []
+        try:  # a JSON list reads back as a tuple
+            object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+            betas_ok = len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)
+        except (TypeError, ValueError):
+            betas_ok = False
+        if not betas_ok:
+            problems.append(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            problems.append(f"optimizer must be 'sgd', 'adam' or 'adamw', got {self.optimizer!r}")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
+        elif self.momentum and self.optimizer != "sgd":
+            problems.append(f"momentum applies to optimizer 'sgd' ({self.optimizer} uses betas)")
+        if self.nesterov and (self.optimizer != "sgd" or not self.momentum):
+            problems.append("nesterov needs optimizer 'sgd' with momentum > 0")
+        for name in ("weight_decay", "prox_mu"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                problems.append(f"{name} must be a finite number >= 0, got {value}")
+        if not (self.eps > 0 and math.isfinite(self.eps)):
+            problems.append(f"eps must be a positive finite number, got {self.eps}")
+        return problems
 
     def num_steps(self, num_examples: int) -> int:
         """Local SGD steps taken on ``num_examples`` examples."""
