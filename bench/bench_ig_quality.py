@@ -49,6 +49,13 @@ def measure(seeds: list[int], steps: int, batch_sizes: list[int], keep: str | No
     return out
 
 
+def revision(src: str) -> str:
+    """The git commit of the tree holding ``src`` (``?`` outside git)."""
+    root = Path(src).resolve().parent if Path(src).is_absolute() else Path(__file__).resolve().parents[1]
+    done = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "?"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-4")
@@ -76,8 +83,8 @@ def main() -> None:
         "",
         f"Written by `python bench/bench_ig_quality.py{' --baseline-src BASE' if args.baseline_src else ''}"
         f" --seeds {args.seeds} --steps {args.steps}` (torch {torch.__version__}, 1 thread, "
-        f"{platform.machine()}, Python {platform.python_version()}). Baseline: "
-        f"{args.baseline_src or 'none'}.",
+        f"{platform.machine()}, Python {platform.python_version()}). This tree: {revision('src')}; baseline: "
+        f"{args.baseline_src or 'none'}{f' at {revision(args.baseline_src)}' if args.baseline_src else ''}.",
         "",
         f"`ig` on the untrained `convnet`, embedded MNIST (all 5000 digits; the batch is drawn with the run's "
         f"seed), FedSGD, labels known, {args.steps} steps, seeds {args.seeds}, default options otherwise.",
