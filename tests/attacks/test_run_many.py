@@ -19,12 +19,12 @@ MNIST = (1, 28, 28)
 BATCHED = {"dlg", "idlg", "ig", "geng", "gradinversion", "fedavg-unrolled", "ggl", "gifd"}
 
 
-def _updates(data, model, b, n=3, *, fedavg=False):
+def _updates(data, model, b, n=3, *, fedavg=False, local=None):
     out = []
     for c in range(n):
         truth = sample_batch(data, b, seed=40 + c, label_mode="distinct")
-        if fedavg:
-            out.append(fedavg_update(model, truth.inputs, truth.labels, LocalTraining(lr=0.1, batch_size=1),
+        if fedavg or local is not None:
+            out.append(fedavg_update(model, truth.inputs, truth.labels, local or LocalTraining(lr=0.1, batch_size=1),
                                      labels_leak=True))
         else:
             out.append(fedsgd_update(model, truth.inputs, truth.labels, labels_leak=True))
@@ -76,6 +76,19 @@ def test_run_many_equals_separate_runs(name, digits, mnist):
         assert rec.info["final_loss"] == pytest.approx(alone.info["final_loss"], rel=1e-3, abs=1e-6)
     # the clients really are different problems: their reconstructions differ
     assert float((many[0].inputs - many[1].inputs).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("local", [LocalTraining(lr=0.05, batch_size=1, momentum=0.9, prox_mu=0.01),
+                                   LocalTraining(lr=0.01, batch_size=1, optimizer="adam")])
+def test_fedavg_unrolled_run_many_equals_separate_runs_for_other_client_optimisers(local, digits):
+    model = build_model("convnet", shape=DIGITS, num_classes=10, seed=1)
+    attack = create_attack("fedavg-unrolled", steps=3, labels="known")
+    updates = _updates(digits, model, 2, local=local)
+    many = attack.run_many(model, updates, shape=DIGITS, device="cpu")
+    for update, rec in zip(updates, many):
+        alone = attack.run(model, update, shape=DIGITS, device="cpu")
+        assert rec.info["batched"] == len(updates)
+        assert float((rec.inputs - alone.inputs).abs().max()) < 1e-4
 
 
 def test_run_many_groups_batch_sizes_and_keeps_order(digits):
