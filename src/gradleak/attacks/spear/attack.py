@@ -46,6 +46,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -176,11 +177,11 @@ class Spear(Attack):
         self._factors: tuple | None = None
 
     def run(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
-            progress: Progress | None = None) -> Reconstruction:
+            progress: Progress | None = None, device: Any = None) -> Reconstruction:
         """``Attack.run``; the budget counts from here (the SVD in ``check`` included)."""
         self._started, self._factors = time.perf_counter(), None
         try:
-            return super().run(model, update, shape=shape, progress=progress)
+            return super().run(model, update, shape=shape, progress=progress, device=device)
         finally:
             self._started, self._factors = None, None
 
