@@ -8,6 +8,16 @@ import torch
 torch.set_num_threads(1)  # tiny models: one thread is as fast and never oversubscribes
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` run only where PyTorch sees a CUDA GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def digits():
     """The embedded 8×8 digits (fast)."""

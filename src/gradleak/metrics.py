@@ -83,6 +83,9 @@ def evaluate(rec: Reconstruction, truth: GroundTruth, *, with_lpips: bool = Fals
     """
     if rec.inputs.shape != truth.inputs.shape:
         raise ValueError(f"reconstruction shape {tuple(rec.inputs.shape)} != truth {tuple(truth.inputs.shape)}")
+    # scoring runs on the CPU (scipy's matching and scikit-image's SSIM read NumPy arrays)
+    rec = Reconstruction(rec.inputs.detach().cpu(), None if rec.labels is None else rec.labels.cpu())
+    truth = GroundTruth(truth.inputs.detach().cpu(), truth.labels.cpu())
     order = match(rec.inputs, truth.inputs)
     x_hat = rec.inputs[order].detach().double()
     x = truth.inputs.double()

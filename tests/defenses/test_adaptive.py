@@ -148,14 +148,19 @@ def test_adaptive_attacker_beats_pruning(one_thread):
 
 @pytest.mark.slow
 def test_more_noise_means_lower_psnr(one_thread):
-    """σ ∈ {0, 1e-2, 1e-1} on digits 8×8 / convnet, b=1, 100 IG steps: PSNR falls strictly."""
-    psnrs = []
+    """σ ∈ {0, 1e-2, 1e-1} on digits 8×8 / convnet, b=1, 100 IG steps, median over seeds 0–2: strong noise
+    costs more than 10 dB against no noise and against mild noise.
+
+    (Below σ = 1e-2 the differences are within the seed-to-seed spread — σ = 1e-3 even scored higher
+    than no noise on all three seeds — so the claim is made where noise clearly dominates.)
+    """
+    medians = []
     for sigma in (0.0, 1e-2, 1e-1):
-        s = Scenario(attack="ig", dataset="digits", model="convnet", batch_size=1, seed=0,
-                     attack_options={"steps": 100}, defenses=(f"noise:sigma={sigma}",))
-        psnrs.append(run_scenario(s).metrics["psnr"])
-    assert all(a > b for a, b in zip(psnrs, psnrs[1:], strict=False)), psnrs
-    assert psnrs[0] - psnrs[-1] > 10.0, psnrs
+        psnrs = [run_scenario(Scenario(attack="ig", dataset="digits", model="convnet", batch_size=1, seed=seed,
+                                       attack_options={"steps": 100}, defenses=(f"noise:sigma={sigma}",)))
+                 .metrics["psnr"] for seed in range(3)]
+        medians.append(sorted(psnrs)[1])
+    assert min(medians[:2]) - medians[2] > 10.0, medians
 
 
 @pytest.mark.parametrize("spec", ["prune:ratio=0.9", "topk:ratio=0.9"])

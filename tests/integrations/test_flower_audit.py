@@ -164,6 +164,22 @@ def test_local_training_comes_from_the_train_config_fedprox_and_momentum():
 
 
 @needs_flwr
+def test_a_round_is_attacked_in_one_batched_pass_on_the_given_device():
+    from gradleak.core.registry import create_attack
+    from gradleak.integrations.flower import AuditStrategy
+
+    audit = AuditStrategy(_fedavg(), model=_model(), shape=SHAPE, attack=create_attack("ig", steps=3), wait=True,
+                          device="cpu")
+    _round(audit, {"lr": 0.1})
+    audit.close()
+    records = audit.store.records
+    assert len(records) == 3 and all(r.status == "ok" for r in records), [r.summary() for r in records]
+    assert [r.reconstruction.info["batched"] for r in records] == [3, 3, 3]
+    assert {r.config["device"] for r in records} == {"cpu"}
+    assert all(r.reconstruction.inputs.device.type == "cpu" for r in records)
+
+
+@needs_flwr
 def test_progress_lines_and_a_per_client_report_scored_with_truth_from_the_replies(tmp_path, caplog):
     from gradleak.integrations.flower import AuditStrategy
 

@@ -77,11 +77,12 @@ def test_optimise_inputs_keeps_box_and_picks_best():
         return ((x - target) ** 2).flatten(1).sum(1)
 
     x0 = torch.stack([torch.zeros(1, 1, 3, 3), torch.ones(1, 1, 3, 3)])
-    x, hist = optimise_inputs(loss, x0, steps=10, lr=0.5, signed=True, decay=False, box=(0.0, 1.0))
+    out = optimise_inputs(loss, x0, steps=10, lr=0.5, signed=True, decay=False, box=(0.0, 1.0))
+    x, hist = out.last, out.history
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0 and len(hist) == 2
     below, above = (target < 0).expand_as(x), (target > 1).expand_as(x)
     assert (x[below] == 0.0).all() and (x[above] == 1.0).all()  # pinned to the box where the target is outside
-    free, _ = optimise_inputs(loss, x0, steps=10, lr=0.5, signed=True, decay=False, box=None)
+    free = optimise_inputs(loss, x0, steps=10, lr=0.5, signed=True, decay=False, box=None).last
     assert float(free.min()) < 0.0 and float(free.max()) > 1.0  # without the box the same steps leave it
     idx, value = best_restart(loss, torch.stack([torch.ones(1, 1, 3, 3), target[0]]))
     assert idx == 1 and value == 0.0

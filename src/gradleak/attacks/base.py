@@ -21,6 +21,16 @@ CLI and the contract test (never guessed from signatures):
   ``paper_sources`` says where each of its values comes from (``[PAPER]``, ``[CODE]``, ``[ABS]``)
   or that it is a ``[GUESS]``; the implicit ``default`` preset is the constructor's defaults,
   and ``default_tuned_on`` says on which split (if any) gradleak chose them.
+* ``batches_clients`` — ``run_many`` reconstructs several clients' updates in one batched graph
+  (``reconstruct_many``), each result equal to its own ``run`` to float tolerance; otherwise
+  ``run_many`` runs them one after another;
+* ``cpu_only`` — it always runs on the CPU (the update is moved there; results say so).
+
+Devices: ``run(..., device=...)`` moves a copy of the model and the update to that device
+(``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``); without ``device`` the attack runs where the
+model's parameters are. Every tensor an attack creates lives there; random starts are drawn on
+the CPU from the attack's seeded generator and then moved (the same seed starts from the same
+images on every device). The reconstruction always comes back on the CPU.
 
 Two more attributes describe the output, for people rather than for the experiment:
 
@@ -37,13 +47,15 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
+from gradleak.core.device import model_device, reconstruction_to_cpu, resolve_device, update_to
 from gradleak.core.errors import NotApplicableError, UpdateMismatchError
 from gradleak.core.results import Problem
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction
@@ -51,7 +63,7 @@ from gradleak.inversion.gradients import delta_problems
 from gradleak.labels.resolve import labels_available
 
 
-class Attack(ABC):
+class Attack:
     """Base of all attacks: ``check`` lists every reason it cannot run, ``reconstruct`` runs it.
 
     Subclasses set ``name`` and their capability attributes, take their hyper-parameters as
@@ -71,6 +83,8 @@ class Attack(ABC):
     presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}}
     paper_sources: ClassVar[dict[str, str]] = {}
     default_tuned_on: ClassVar[str] = "not tuned on any split"
+    batches_clients: ClassVar[bool] = False
+    cpu_only: ClassVar[bool] = False
     exact: ClassVar[bool] = False
     progress_unit: ClassVar[str] = "steps"
     progress_total_is_bound: ClassVar[bool] = False
@@ -93,26 +107,87 @@ class Attack(ABC):
     def _check(self, model: nn.Module, update: ClientUpdate) -> list[str]:
         return []
 
-    @abstractmethod
     def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
                     progress: Progress | None = None) -> Reconstruction:
-        """Recover the client's inputs (``(num_examples, *shape)`` pixels in [0, 1])."""
+        """Recover the client's inputs (``(num_examples, *shape)`` pixels in [0, 1]).
+
+        An attack implements this, or ``reconstruct_many`` (then this is its one-client case).
+        """
+        if type(self).reconstruct_many is Attack.reconstruct_many:
+            raise NotImplementedError(f"{type(self).__name__} implements neither reconstruct nor reconstruct_many")
+        return self.reconstruct_many(model, [update], shape=shape, progress=progress)[0]
+
+    def reconstruct_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
+                         progress: Progress | None = None) -> list[Reconstruction]:
+        """Several clients' updates of one model (same ``batch_key``); by default one after another."""
+        return [self.reconstruct(model, u, shape=shape, progress=progress) for u in updates]
+
+    def batches(self) -> bool:
+        """Whether ``run_many`` shares one graph across clients with these options (``batches_clients``)."""
+        return self.batches_clients
+
+    def batch_key(self, update: ClientUpdate) -> Hashable:
+        """Updates with equal keys can be reconstructed in one batched graph."""
+        return (update.kind, update.num_examples, update.buffers is not None, update.labels is not None)
+
+    def warm_up(self) -> None:
+        """One-off work (imports) done before the clock starts; nothing by default."""
 
     def run(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
-            progress: Progress | None = None) -> Reconstruction:
+            progress: Progress | None = None, device: Any = None) -> Reconstruction:
         """``check`` then ``reconstruct``; raises with every reason when it cannot run.
+
+        Args:
+            device: where to run (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``, a ``torch.device``);
+                ``None``: where the model is. The result is on the CPU either way.
 
         Raises:
             UpdateMismatchError: the only problem is that the update does not fit the model.
             NotApplicableError: the attack's requirements are not met (all reasons listed).
+            DeviceError: a device this machine does not have.
         """
+        return self.run_many(model, [update], shape=shape, progress=progress, device=device)[0]
+
+    def run_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
+                 progress: Progress | None = None, device: Any = None) -> list[Reconstruction]:
+        """Reconstruct several clients' updates of the same model (e.g. every client of a round).
+
+        With ``batches_clients``, updates with equal ``batch_key`` share one batched graph (the
+        per-call overhead that dominates small models is paid once); each result equals
+        ``run`` on that update alone, to float tolerance. Each result's ``seconds`` is its
+        share of its group's wall time; ``info["batched"]`` is the group's size.
+
+        Raises:
+            UpdateMismatchError, NotApplicableError: as ``run``, naming the update (by index) at fault.
+        """
+        updates = list(updates)
+        for i, update in enumerate(updates):
+            self._raise_problems(model, update, f" (update {i})" if len(updates) > 1 else "")
+        target = torch.device("cpu") if self.cpu_only else (
+            resolve_device(device) if device is not None else model_device(model))
+        if model_device(model) != target:
+            model = copy.deepcopy(model).to(target)
+        updates = [update_to(u, target) for u in updates]
+        self.warm_up()
+        groups: dict[Hashable, list[int]] = {}
+        for i, update in enumerate(updates):
+            groups.setdefault(self.batch_key(update) if self.batches() else i, []).append(i)
+        out: list[Reconstruction | None] = [None] * len(updates)
+        for members in groups.values():
+            start = time.perf_counter()
+            recs = self.reconstruct_many(model, [updates[i] for i in members], shape=shape, progress=progress)
+            seconds = (time.perf_counter() - start) / len(members)
+            for i, rec in zip(members, recs, strict=True):
+                rec = reconstruction_to_cpu(rec)
+                info = {"attack": self.name, **rec.info, "device": str(target)}
+                if len(members) > 1:
+                    info["batched"] = len(members)
+                out[i] = Reconstruction(rec.inputs.clamp(0, 1), rec.labels, rec.loss_history, seconds, info)
+        return out  # type: ignore[return-value]
+
+    def _raise_problems(self, model: nn.Module, update: ClientUpdate, where: str) -> None:
         problems = self.check(model, update)
         if problems:
             if all(p.kind == "update_mismatch" for p in problems):
-                raise UpdateMismatchError("; ".join(map(str, problems)))
-            raise NotApplicableError(f"attack {self.name!r}", [str(p) for p in problems])
-        start = time.perf_counter()
-        rec = self.reconstruct(model, update, shape=shape, progress=progress)
-        rec.info.setdefault("attack", self.name)
-        return Reconstruction(rec.inputs.detach().clamp(0, 1), rec.labels, rec.loss_history,
-                              time.perf_counter() - start, rec.info)
+                raise UpdateMismatchError("; ".join(map(str, problems)) + where)
+            raise NotApplicableError(f"attack {self.name!r}{where}", [str(p) for p in problems])

@@ -16,8 +16,9 @@ AdamW (:mod:`gradleak.inversion.unroll`); a delta of any of them is reproduced t
 rounding at the true inputs.
 The epoch-order-invariant prior is built in as the paper's hard form: the *same* image
 variables are used at every epoch (only their mini-batch order changes, by the server's own
-seeded shuffles, since the client's shuffles are unknown). Restarts run as one vectorised
-graph (``torch.func.vmap``) unless the model has BatchNorm in train mode.
+seeded shuffles, since the client's shuffles are unknown). Restarts (and in ``run_many`` the
+clients) run as one vectorised graph (``torch.func.vmap``) unless the model has BatchNorm in train
+mode; the lowest-loss iterate of the best restart is kept.
 
 Example:
     >>> import torch
@@ -34,7 +35,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 from torch import nn
@@ -44,9 +45,9 @@ from gradleak.attacks.base import Attack
 from gradleak.core.seeding import attack_generator
 from gradleak.core.types import ClientUpdate, LocalTraining, Progress, Reconstruction
 from gradleak.inversion.gradients import soft_cross_entropy
-from gradleak.inversion.losses import DISTANCES
+from gradleak.inversion.losses import GradientDistance
 from gradleak.inversion.matching import check_optimisation_settings
-from gradleak.inversion.optimize import best_restart, optimise_inputs
+from gradleak.inversion.optimize import optimise_inputs
 from gradleak.inversion.priors import total_variation
 from gradleak.inversion.unroll import optimiser_step
 from gradleak.labels.resolve import resolve_labels
@@ -103,6 +104,7 @@ class FedAvgUnrolled(Attack):
         signed: use the sign of the gradient (Inverting Gradients style).
         labels: ``dimitrov`` (FedAvg-aware Geng counts), another method, ``restore`` or ``known``.
         seed: seeds the random starts and the simulated mini-batch shuffles.
+        keep: ``best`` (the lowest-loss iterate) or ``last`` (the final one).
     """
 
     name = "fedavg-unrolled"
@@ -117,47 +119,57 @@ class FedAvgUnrolled(Attack):
     needs_labels = True
     takes_labels = True
     update_kinds = ("weight_delta",)
+    batches_clients = True
     unrolls_local_training = True
     kind_hint = (": it unrolls FedAvg local training (--protocol fedavg); for FedSGD gradients use geng, ig "
                  "or gradinversion")
 
     def __init__(self, *, steps: int = 500, lr: float = 0.1, tv: float = 1e-2, restarts: int = 1,
                  distance: str = "cosine", signed: bool = True, labels: str = "dimitrov",
-                 seed: int = 0) -> None:
+                 seed: int = 0, keep: str = "best") -> None:
         check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, tv=tv,
-                                    distance=distance)
+                                    distance=distance, keep=keep)
         self.steps, self.lr, self.tv, self.restarts = steps, lr, tv, restarts
         self.distance, self.signed, self.labels, self.seed = distance, signed, labels, seed
+        self.keep = keep
 
-    def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
-                    progress: Progress | None = None) -> Reconstruction:
-        local = update.local_training
-        assert local is not None  # weight_delta updates always carry it
-        labels, how = resolve_labels(model, update, self.labels, shape=shape)
-        k, r = update.num_examples, self.restarts
+    def batch_key(self, update: ClientUpdate) -> Hashable:
+        return (super().batch_key(update), update.local_training)
+
+    def reconstruct_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
+                         progress: Progress | None = None) -> list[Reconstruction]:
+        local = updates[0].local_training
+        assert local is not None  # weight_delta updates always carry it; the batch key groups equal ones
+        n, k, r = len(updates), updates[0].num_examples, self.restarts
+        found = [resolve_labels(model, u, self.labels, shape=shape) for u in updates]
         perm = torch.randperm(k, generator=attack_generator(self.seed + 1))
-        labels = labels[perm]  # mix classes across the simulated mini-batches
-        batches = local_schedule(k, local, self.seed)
-        names = [n for n, _ in model.named_parameters()]
-        target = [update.tensors[n].detach().float() for n in names]
-        dist = DISTANCES[self.distance]
-        vectorise = r > 1 and not (model.training and has_batchnorm(model))
+        labels = [lab[perm.to(lab.device)] for lab, _ in found]  # mix classes across the simulated mini-batches
+        y = torch.stack(labels).repeat_interleave(r, 0)
+        batches = [b.to(y.device) for b in local_schedule(k, local, self.seed)]
+        names = [name for name, _ in model.named_parameters()]
+        dist = GradientDistance([[u.tensors[name].detach().float() for name in names] for u in updates],
+                                self.distance)
+        vectorise = n * r > 1 and not (model.training and has_batchnorm(model))
 
-        def one(xi: torch.Tensor) -> list[torch.Tensor]:
-            delta = simulate_delta(model, xi, labels, local, batches)
-            return [delta[n] for n in names]
+        def one(xi: torch.Tensor, yi: torch.Tensor) -> list[torch.Tensor]:
+            delta = simulate_delta(model, xi, yi, local, batches)
+            return [delta[name] for name in names]
 
         def loss_fn(x: torch.Tensor) -> torch.Tensor:
             if vectorise:
-                trial = vmap(one)(x)
+                trial = vmap(one)(x, y)
             else:
-                trial = [torch.stack(t) for t in zip(*[one(xi) for xi in x], strict=True)]
-            return dist(trial, target) + self.tv * total_variation(x)
+                trial = [torch.stack(t) for t in zip(*[one(xi, yi) for xi, yi in zip(x, y)], strict=True)]
+            return dist(trial) + self.tv * total_variation(x)
 
-        x0 = torch.rand((r, k, *shape), generator=attack_generator(self.seed))
-        x, history = optimise_inputs(loss_fn, x0, steps=self.steps, lr=self.lr, signed=self.signed,
-                                     progress=progress)
-        best, final = best_restart(loss_fn, x)
-        return Reconstruction(x[best], labels, history[best], info={
-            "labels_from": how, "best_restart": best, "final_loss": final,
-            "simulated_steps": len(batches)})
+        x0 = torch.rand((r, k, *shape), generator=attack_generator(self.seed)).to(y.device)
+        out = optimise_inputs(loss_fn, x0.repeat(n, *([1] * (x0.dim() - 1))), steps=self.steps, lr=self.lr,
+                              signed=self.signed, progress=progress, keep=self.keep)
+        recs = []
+        for i, (lab, (_, how)) in enumerate(zip(labels, found)):
+            best = out.best_row(slice(i * r, (i + 1) * r))
+            row = i * r + best
+            recs.append(Reconstruction(out.x[row], lab, out.history[row], info={
+                "labels_from": how, "best_restart": best, "final_loss": float(out.loss[row]),
+                "evaluations": out.evaluations, "simulated_steps": len(batches)}))
+        return recs

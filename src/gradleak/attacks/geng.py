@@ -11,8 +11,8 @@ linear layer whose inputs are non-negative for the ``geng`` counts.
 Image restoration with the restored label multiset held fixed: ``1 − cos(∇θL(x, ŷ), g*)
 + α_TV·TV(x) + α_BN·BN(x)``, the BN-statistics prior of GradInversion switched on when the
 model has BatchNorm with informative statistics; signed Adam, step decay ×0.1 at 3/8, 5/8,
-7/8, pixels boxed to ``[0, 1]``, batched restarts (the paper's loss weights and iteration
-counts were not retrieved: these follow Inverting Gradients).
+7/8, pixels boxed to ``[0, 1]``, batched restarts, the lowest-loss iterate kept (the paper's
+loss weights and iteration counts were not retrieved: these follow Inverting Gradients).
 
 Example:
     >>> import torch
@@ -35,7 +35,7 @@ from gradleak.attacks.base import Attack
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction, TrialTransform
 from gradleak.inversion.bn_prior import BNStatisticsPrior
 from gradleak.inversion.gradients import observed_gradient
-from gradleak.inversion.matching import check_optimisation_settings, invert_with_labels
+from gradleak.inversion.matching import check_optimisation_settings, invert_many
 from gradleak.labels.resolve import resolve_labels
 
 
@@ -53,6 +53,7 @@ class Geng(Attack):
         labels: ``geng`` (the paper), another label method, ``restore``, ``known`` or ``auto``.
         seed: seeds the random starts.
         transform: an adaptive attacker's copy of a defense applied to trial gradients.
+        keep: ``best`` (the lowest-loss iterate) or ``last`` (the final one; see ``ig``).
     """
 
     name = "geng"
@@ -69,23 +70,24 @@ class Geng(Attack):
     needs_labels = True
     takes_labels = True
     supports_adaptive = True
+    batches_clients = True
 
     def __init__(self, *, steps: int = 1000, lr: float = 0.1, tv: float = 1e-2, bn: float = 1e-2,
                  restarts: int = 1, distance: str = "cosine", signed: bool = True,
-                 labels: str = "geng", seed: int = 0, transform: TrialTransform | None = None) -> None:
+                 labels: str = "geng", seed: int = 0, transform: TrialTransform | None = None,
+                 keep: str = "best") -> None:
         check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, tv=tv, bn=bn,
-                                    distance=distance)
+                                    distance=distance, keep=keep)
         self.steps, self.lr, self.tv, self.bn, self.restarts = steps, lr, tv, bn, restarts
         self.distance, self.signed, self.labels, self.seed = distance, signed, labels, seed
-        self.transform = transform
+        self.transform, self.keep = transform, keep
 
-    def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
-                    progress: Progress | None = None) -> Reconstruction:
-        target = observed_gradient(model, update)
-        labels, how = resolve_labels(model, update, self.labels, shape=shape)
-        return invert_with_labels(
-            model, target, labels, shape=shape, steps=self.steps, lr=self.lr, tv=self.tv,
-            bn_weight=self.bn, bn_prior=BNStatisticsPrior(model, update), restarts=self.restarts,
+    def reconstruct_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
+                         progress: Progress | None = None) -> list[Reconstruction]:
+        targets = [observed_gradient(model, u) for u in updates]
+        found = [resolve_labels(model, u, self.labels, shape=shape) for u in updates]
+        return invert_many(
+            model, targets, [labels for labels, _ in found], shape=shape, steps=self.steps, lr=self.lr,
+            tv=self.tv, bn_weight=self.bn, bn_prior=BNStatisticsPrior(model, updates), restarts=self.restarts,
             distance=self.distance, signed=self.signed, seed=self.seed, transform=self.transform,
-            progress=progress, info={"labels_from": how, "evaluations": self.steps * self.restarts})
-
+            progress=progress, infos=[{"labels_from": how} for _, how in found], keep=self.keep)

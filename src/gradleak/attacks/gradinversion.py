@@ -9,8 +9,8 @@ information (a trained model, or BN buffers shared by the client).
 Objective, per seed ``g`` (several seeds optimised together as one batched tensor):
 ``α_G‖∇W(x̂_g, ŷ) − ∇W*‖² + α_TV·TV(x̂_g) + α_ℓ2‖x̂_g‖² + α_BN·Σ_l(‖μ_l − μ_l^BN‖ + ‖σ²_l − σ²_l^BN‖)
 + α_group‖x̂_g − E‖²`` where ``E`` is the mean of the seeds after registering their batches to
-each other (a permutation here), refreshed lazily. Adam with step decay; the seed with the
-lowest loss without the group term is returned. The α values were not retrieved from the
+each other (a permutation here), refreshed lazily. Adam with step decay; the iterate and seed
+with the lowest loss without the group term are returned. The α values were not retrieved from the
 paper; the defaults follow the GIFD code's GradInversion baseline scaled to short CPU runs.
 
 Example:
@@ -36,10 +36,10 @@ from gradleak.core.errors import ConfigError
 from gradleak.core.seeding import attack_generator
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction, TrialTransform
 from gradleak.inversion.bn_prior import BNStatisticsPrior, GroupConsistency
-from gradleak.inversion.gradients import observed_gradient, trial_gradients
-from gradleak.inversion.losses import DISTANCES
+from gradleak.inversion.gradients import TrialGradients, observed_gradient
+from gradleak.inversion.losses import GradientDistance
 from gradleak.inversion.matching import check_optimisation_settings
-from gradleak.inversion.optimize import best_restart, optimise_inputs
+from gradleak.inversion.optimize import optimise_inputs
 from gradleak.inversion.priors import total_variation
 from gradleak.labels.resolve import resolve_labels
 
@@ -60,6 +60,7 @@ class GradInversion(Attack):
         labels: ``yin`` (the paper), another label method, ``restore``, ``known`` or ``auto``.
         seed: seeds the random starts.
         transform: an adaptive attacker's copy of a defense applied to trial gradients.
+        keep: ``best`` (the lowest-loss iterate, scored without the group term) or ``last``.
     """
 
     name = "gradinversion"
@@ -77,45 +78,56 @@ class GradInversion(Attack):
     needs_labels = True
     takes_labels = True
     supports_adaptive = True
+    batches_clients = True
 
     def __init__(self, *, steps: int = 1000, lr: float = 0.1, distance: str = "l2", tv: float = 1e-4,
                  l2: float = 1e-6, bn: float = 1e-1, group: float = 1e-2, seeds: int = 4,
                  group_start: float = 0.25, group_every: int = 50, signed: bool = True,
-                 labels: str = "yin", seed: int = 0, transform: TrialTransform | None = None) -> None:
+                 labels: str = "yin", seed: int = 0, transform: TrialTransform | None = None,
+                 keep: str = "best") -> None:
         check_optimisation_settings(self.name, steps=steps, seeds=seeds, lr=lr, tv=tv, bn=bn, l2=l2,
-                                    group=group, distance=distance)
+                                    group=group, distance=distance, keep=keep)
         if not 0 <= group_start <= 1 or group_every < 1:
             raise ConfigError(f"gradinversion: group_start must be in [0, 1] and group_every >= 1, "
                               f"got {group_start} and {group_every}")
         self.steps, self.lr, self.distance = steps, lr, distance
         self.tv, self.l2, self.bn, self.group, self.seeds = tv, l2, bn, group, seeds
         self.group_start, self.group_every, self.signed = group_start, group_every, signed
-        self.labels, self.seed, self.transform = labels, seed, transform
+        self.labels, self.seed, self.transform, self.keep = labels, seed, transform, keep
 
-    def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
-                    progress: Progress | None = None) -> Reconstruction:
-        target = observed_gradient(model, update)
-        labels, how = resolve_labels(model, update, self.labels, shape=shape)
-        b, r = update.num_examples, self.seeds
-        y = labels.expand(r, b)
-        dist = DISTANCES[self.distance]
-        bn_prior = BNStatisticsPrior(model, update, first_layer_weight=10.0)
+    def reconstruct_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
+                         progress: Progress | None = None) -> list[Reconstruction]:
+        n, b, r = len(updates), updates[0].num_examples, self.seeds
+        dist = GradientDistance([observed_gradient(model, u) for u in updates], self.distance)
+        found = [resolve_labels(model, u, self.labels, shape=shape) for u in updates]
+        y = torch.stack([labels for labels, _ in found]).repeat_interleave(r, 0)
+        trial = TrialGradients(model, self.transform)
+        bn_prior = BNStatisticsPrior(model, updates, first_layer_weight=10.0)
         use_bn = bn_prior.active and self.bn > 0
         use_group = r > 1 and self.group > 0
-        group = GroupConsistency(start=int(self.group_start * self.steps), every=self.group_every)
+        groups = [GroupConsistency(start=int(self.group_start * self.steps), every=self.group_every)
+                  for _ in range(n)]  # one group of seeds per client
 
         def base_loss(x: torch.Tensor) -> torch.Tensor:
-            loss = dist(trial_gradients(model, x, y, self.transform), target)
-            loss = loss + self.tv * total_variation(x) + self.l2 * (x ** 2).mean(dim=(1, 2, 3, 4))
+            loss = dist(trial(x, y)) + self.tv * total_variation(x) + self.l2 * (x ** 2).mean(dim=(1, 2, 3, 4))
             return loss + self.bn * bn_prior(x) if use_bn else loss
 
-        def loss_fn(x: torch.Tensor) -> torch.Tensor:
-            return base_loss(x) + self.group * group(x) if use_group else base_loss(x)
+        def loss_fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            base = base_loss(x)
+            if not use_group:
+                return base, base
+            group = torch.cat([g(x[i * r:(i + 1) * r]) for i, g in enumerate(groups)])
+            return base + self.group * group, base  # the iterate kept is scored without the group term
 
-        x0 = torch.rand((r, b, *shape), generator=attack_generator(self.seed))
-        x, history = optimise_inputs(loss_fn, x0, steps=self.steps, lr=self.lr, signed=self.signed,
-                                     progress=progress)
-        best, final = best_restart(base_loss, x)
-        return Reconstruction(x[best], labels, history[best], info={
-            "labels_from": how, "best_seed": best, "final_loss": final,
-            "bn_prior": bn_prior.source if use_bn else "off", "group": use_group})
+        x0 = torch.rand((r, b, *shape), generator=attack_generator(self.seed)).to(y.device)
+        out = optimise_inputs(loss_fn, x0.repeat(n, *([1] * (x0.dim() - 1))), steps=self.steps, lr=self.lr,
+                              signed=self.signed, progress=progress, keep=self.keep)
+        recs = []
+        for i, (labels, how) in enumerate(found):
+            best = out.best_row(slice(i * r, (i + 1) * r))
+            row = i * r + best
+            recs.append(Reconstruction(out.x[row], labels, out.history[row], info={
+                "labels_from": how, "best_seed": best, "final_loss": float(out.loss[row]),
+                "evaluations": out.evaluations, "bn_prior": bn_prior.source if use_bn else "off",
+                "group": use_group}))
+        return recs

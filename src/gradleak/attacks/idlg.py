@@ -5,7 +5,8 @@ the last linear layer's weight gradient, which needs non-negative features feedi
 layer: ReLU or sigmoid), or known labels for larger batches.
 
 The label is restored analytically; then DLG's L2 gradient matching runs with L-BFGS over
-the image only, the label fixed.
+the image only, the label fixed (restarts and, in ``run_many``, clients as rows of one batched
+L-BFGS, each with its own curvature history; the lowest loss evaluated is kept).
 
 Example:
     >>> import torch
@@ -28,9 +29,9 @@ from torch import nn
 from gradleak.attacks.base import Attack
 from gradleak.core.seeding import attack_generator
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction, TrialTransform
-from gradleak.inversion.gradients import observed_gradient, trial_gradients
-from gradleak.inversion.lbfgs import lbfgs_minimise
-from gradleak.inversion.losses import l2_distance
+from gradleak.inversion.gradients import TrialGradients, observed_gradient
+from gradleak.inversion.lbfgs import Tolerances, lbfgs_minimise
+from gradleak.inversion.losses import GradientDistance
 from gradleak.inversion.matching import check_optimisation_settings
 from gradleak.labels.resolve import resolve_labels
 
@@ -42,7 +43,8 @@ class IDLG(Attack):
         steps: L-BFGS steps (each up to ``max_iter`` evaluations).
         lr: L-BFGS learning rate.
         max_iter: evaluations per L-BFGS step.
-        restarts: sequential random starts; the lowest loss is kept.
+        restarts: random starts (batched); the lowest loss is kept.
+        tolerance_grad, tolerance_change, loss_floor: when L-BFGS stops (see :class:`~gradleak.attacks.dlg.DLG`).
         labels: ``auto`` (known if the update has them, else iDLG), ``restore``, ``known``,
             or a label method name.
         seed: seeds the random starts.
@@ -62,37 +64,41 @@ class IDLG(Attack):
     needs_labels = True
     takes_labels = True
     supports_adaptive = True
+    batches_clients = True
     progress_unit = "L-BFGS steps"
 
     def __init__(self, *, steps: int = 300, lr: float = 1.0, max_iter: int = 20, restarts: int = 1,
-                 labels: str = "restore", seed: int = 0,
-                 transform: TrialTransform | None = None) -> None:
-        check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, max_iter=max_iter)
+                 tolerance_grad: float = 1e-12, tolerance_change: float = 1e-14, loss_floor: float = 0.0,
+                 labels: str = "restore", seed: int = 0, transform: TrialTransform | None = None) -> None:
+        check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, max_iter=max_iter,
+                                    tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
+                                    loss_floor=loss_floor)
         self.steps, self.lr, self.max_iter, self.restarts = steps, lr, max_iter, restarts
+        self.tolerance_grad, self.tolerance_change, self.loss_floor = tolerance_grad, tolerance_change, loss_floor
         self.labels, self.seed, self.transform = labels, seed, transform
 
-    def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
-                    progress: Progress | None = None) -> Reconstruction:
-        target = observed_gradient(model, update)
-        labels, how = resolve_labels(model, update, self.labels, shape=shape)
-        y = labels[None]
+    def reconstruct_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
+                         progress: Progress | None = None) -> list[Reconstruction]:
+        n, b, r = len(updates), updates[0].num_examples, self.restarts
+        found = [resolve_labels(model, u, self.labels, shape=shape) for u in updates]
+        y = torch.stack([labels for labels, _ in found]).repeat_interleave(r, 0)
         gen = attack_generator(self.seed)
-        evaluations = [0]
-        best: tuple[float, torch.Tensor, list[float]] | None = None
-        for _ in range(self.restarts):
-            x = torch.rand((1, update.num_examples, *shape), generator=gen).requires_grad_(True)
+        starts = torch.stack([torch.rand((1, b, *shape), generator=gen).flatten() for _ in range(r)])
+        z0 = starts.to(y.device).repeat(n, 1)
+        dist = GradientDistance([observed_gradient(model, u) for u in updates], "l2")
+        trial = TrialGradients(model, self.transform)
 
-            def loss_fn() -> torch.Tensor:
-                evaluations[0] += 1
-                return l2_distance(trial_gradients(model, x, y, self.transform), target).sum()  # noqa: B023
+        def loss_fn(z: torch.Tensor) -> torch.Tensor:
+            return dist(trial(z.reshape(len(z), b, *shape), y))
 
-            hist = lbfgs_minimise(loss_fn, [x], steps=self.steps, lr=self.lr,
-                                  max_iter=self.max_iter, progress=progress)
-            final = hist[-1] if hist and math.isfinite(hist[-1]) else float("inf")
-            if best is None or final < best[0]:
-                best = (final, x.detach()[0], hist)
-        assert best is not None
-        final, x_best, hist = best
-        return Reconstruction(torch.nan_to_num(x_best, nan=0.5), labels, hist,
-                              info={"labels_from": how, "final_loss": final,
-                                    "evaluations": evaluations[0]})
+        out = lbfgs_minimise(loss_fn, z0, steps=self.steps, lr=self.lr, max_iter=self.max_iter, progress=progress,
+                             tol=Tolerances(self.tolerance_grad, self.tolerance_change, self.loss_floor))
+        recs = []
+        for i, (labels, how) in enumerate(found):
+            rows = slice(i * r, (i + 1) * r)
+            row = i * r + int(torch.nan_to_num(out.loss[rows], nan=math.inf).argmin())
+            recs.append(Reconstruction(torch.nan_to_num(out.z[row].reshape(b, *shape), nan=0.5), labels,
+                                       out.history[row], info={
+                                           "labels_from": how, "final_loss": float(out.loss[row]),
+                                           "best_restart": row - i * r, "evaluations": sum(out.evaluations[rows])}))
+        return recs

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gradleak.cli.attack_help import AttackHelp
-from gradleak.cli.output import print_fit_warning, print_summary, print_update_summary, run_progress
-from gradleak.core.jsonable import to_jsonable
+from gradleak.core.device import DEVICE_HELP
 from gradleak.core.options import parse_pairs
 
 
@@ -64,6 +63,7 @@ def add_attack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-map", default=None, metavar="auto|search|none|FILE",
                    help="generative attacks (gifd): map task labels to generator classes (FILE: JSON)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--steps", type=int, default=None, help="attack iterations")
     p.add_argument("--restarts", type=int, default=None)
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -112,6 +112,7 @@ def model_label(model: str) -> str:
 
 
 def _bars(args: argparse.Namespace, label: str) -> Any:
+    from gradleak.cli.output import run_progress
     from gradleak.core.registry import ATTACKS
 
     cls = ATTACKS.get(args.attack)
@@ -122,17 +123,21 @@ def _bars(args: argparse.Namespace, label: str) -> Any:
 
 def cmd_attack(args: argparse.Namespace) -> int:
     """``gradleak attack``: run one scenario, print a table (or JSON), write the run folder."""
+    from gradleak.cli.output import print_fit_warning, print_summary
+    from gradleak.core.device import resolve_device
+    from gradleak.core.jsonable import to_jsonable
     from gradleak.experiment.run import run_scenario
 
+    device = resolve_device(args.device)  # a GPU this machine lacks: one line, exit 2, before any work
     scenario = scenario_from_args(args)
     if args.update:
-        return _attack_saved_update(args, scenario)
+        return _attack_saved_update(args, scenario, device)
     model = model_label(args.model)
     out = args.out or f"runs/{args.attack}-{args.dataset}-{model}-b{args.batch_size}-s{args.seed}"
     with _bars(args, f"{args.attack} on {args.dataset}/{model}") as bars:
         result = run_scenario(scenario, Path(out), overwrite=args.overwrite, progress=bars.attack,
                               save_tensor_file=args.save_tensors, lpips=args.lpips,
-                              training_progress=bars.training)
+                              training_progress=bars.training, device=device)
     if args.json:
         print(json.dumps(to_jsonable(result.summary())))
         print_fit_warning(result.fit)
@@ -141,15 +146,17 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attack_saved_update(args: argparse.Namespace, scenario: Any) -> int:
+def _attack_saved_update(args: argparse.Namespace, scenario: Any, device: Any) -> int:
     """Attack an update from a file: no ground truth, so the reconstruction and its fit are written."""
+    from gradleak.cli.output import print_fit_warning, print_update_summary
+    from gradleak.core.jsonable import to_jsonable
     from gradleak.experiment.update_file import attack_update_file, saved_update_summary
 
     out = args.out or f"runs/{args.attack}-update-s{args.seed}"
     with _bars(args, f"{args.attack} on {args.update}") as bars:
         result = attack_update_file(scenario, args.update, out, kind=args.update_kind,
                                     num_examples=args.num_examples, overwrite=args.overwrite,
-                                    progress=bars.attack)
+                                    progress=bars.attack, device=device)
     summary = saved_update_summary(result)
     if args.json:
         print(json.dumps(to_jsonable(summary)))

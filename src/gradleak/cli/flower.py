@@ -11,6 +11,8 @@ import argparse
 import json
 from typing import Any
 
+from gradleak.core.device import DEVICE_HELP
+
 
 def add_parsers(sub: Any) -> None:
     """Add ``flower-demo`` to the CLI's sub-commands."""
@@ -45,6 +47,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--compare-plain", action="store_true",
                    help="also train plain FedAvg first and report the final models' difference")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP + " (where the server's attacks run)")
     p.add_argument("--out", default="runs/flower-demo", help="audit folder (run folders, index, report)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -52,10 +55,12 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_flower_demo(args: argparse.Namespace) -> int:
     """Run the demo; print the audit table (or JSON); write the report under ``--out``."""
+    from gradleak.core.device import resolve_device
     from gradleak.core.jsonable import to_jsonable
     from gradleak.core.options import parse_pairs
     from gradleak.integrations.flower.demo import DemoConfig, run_demo
 
+    device = str(resolve_device(args.device))
     options = parse_pairs(args.param, "attack parameter")
     if args.steps is not None:
         options["steps"] = args.steps
@@ -67,7 +72,7 @@ def cmd_flower_demo(args: argparse.Namespace) -> int:
                      attack=args.attack, attack_options=options, audit=not args.no_audit, wait=args.wait,
                      pool=args.pool, workers=args.workers, attack_seconds=args.attack_seconds,
                      round_seconds=args.round_seconds, defenses=tuple(args.defense),
-                     compare_plain=args.compare_plain, seed=args.seed)
+                     compare_plain=args.compare_plain, seed=args.seed, device=device)
     summary = run_demo(cfg, args.out, overwrite=args.overwrite)
     summary.pop("final")
     summary.pop("final_plain", None)

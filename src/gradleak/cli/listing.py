@@ -15,6 +15,7 @@ from gradleak.cli.output import print_list
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``gradleak list``: what is registered (``--verbose``: each attack's options, presets, requirements)."""
+    from gradleak.core.descriptions import DESCRIPTIONS
     from gradleak.core.doctext import first_line
     from gradleak.core.registry import ATTACKS, DATASETS, DEFENSES, LABEL_METHODS, MODELS
 
@@ -23,7 +24,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     tables = {"attacks": ATTACKS, "defenses": DEFENSES, "datasets": DATASETS, "models": MODELS,
               "labels": LABEL_METHODS}
     chosen = tables if args.kind == "all" else {args.kind: tables[args.kind]}
-    listing = {k: {n: first_line(reg.get(n).__doc__) for n in reg.names()} for k, reg in chosen.items()}
+    # built-ins from the description table (no module imported); a user's own entry from its docstring
+    listing = {k: {n: DESCRIPTIONS[k][n] if n in DESCRIPTIONS[k] else first_line(reg.get(n).__doc__)
+                   for n in reg.names()} for k, reg in chosen.items()}
     if args.json:
         print(json.dumps(listing))
     else:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gradleak.core.device import DEVICE_HELP
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add ``prior train`` and ``prior list`` to the CLI's sub-parsers."""
@@ -26,6 +28,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--ema", type=float, default=0.0, help="weight moving-average decay, e.g. 0.999 (0: off)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (the shipped weights: 1)")
+    tr.add_argument("--device", default="auto", help=DEVICE_HELP)
     tr.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     tr.add_argument("--samples-dir", default=None, help="sample grids as it trains (default OUT_samples/)")
     tr.add_argument("--sample-every", type=int, default=5, help="epochs between sample grids")
@@ -48,8 +51,10 @@ def cmd_prior(args: argparse.Namespace) -> int:
     import torch
 
     from gradleak.cli.output import progress_bar
+    from gradleak.core.device import resolve_device
     from gradleak.generative.train import parse_classes, train_prior
 
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -57,6 +62,6 @@ def cmd_prior(args: argparse.Namespace) -> int:
     with progress_bar(f"prior {args.dataset} {args.classes or 'all'}", disable=args.no_progress) as bar:
         train_prior(args.dataset, split=args.split, classes=parse_classes(args.classes) if args.classes else None,
                     epochs=args.epochs, batch_size=args.batch_size, width=args.width, seed=args.seed, ema=args.ema,
-                    out=out, samples_dir=samples, sample_every=args.sample_every, progress=bar)
+                    out=out, samples_dir=samples, sample_every=args.sample_every, progress=bar, device=device)
     Console().print(f"wrote {out} and sample grids in {samples}/")
     return 0

@@ -31,6 +31,7 @@ from rich.progress import (
 from rich.text import Text
 
 from gradleak.cli.tables import show_table
+from gradleak.core.device import DEVICE_HELP
 
 
 def add_parsers(sub: Any) -> None:
@@ -44,6 +45,10 @@ def add_parsers(sub: Any) -> None:
     sw.add_argument("--address", default=None, help="Ray cluster to join, e.g. 'auto' (ray backend)")
     sw.add_argument("--cpus-per-run", type=int, default=None,
                     help="torch threads per run (default 1; ray: the CPUs each task asks for)")
+    sw.add_argument("--device", default="auto", help=DEVICE_HELP + "; ray: the workers' device")
+    sw.add_argument("--no-batch", action="store_true",
+                    help="attack every run on its own (default: runs that differ only in the client's defenses, "
+                         "protocol or label mode are attacked in one batched pass)")
     sw.add_argument("--retry-failed", action="store_true", help="run stored failed runs again")
     sw.add_argument("--max-runs", type=int, default=None,
                     help="refuse grids expanding to more runs than this (default [sweep] max_runs or 10000)")
@@ -166,6 +171,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with sweep_bar(args.no_progress) as bar:
         counts = run_sweep(grid, args.db, backend=args.backend, workers=args.workers, address=args.address,
                            cpus_per_run=args.cpus_per_run, retry_failed=args.retry_failed,
+                           device=args.device, group=not args.no_batch,
                            on_start=bar.on_start if bar else None, on_result=bar.on_result if bar else None,
                            on_begin=bar.on_begin if bar else None)
     if args.report:

@@ -195,10 +195,10 @@ class DPSGD(TrainingDefense):
                     torch.optim.SGD(model.parameters(), lr=1.0),
                     noise_multiplier=self.noise_multiplier(q, steps), max_grad_norm=self.clip,
                     expected_batch_size=expected, loss_reduction="sum",
-                    generator=torch.Generator().manual_seed(self._seed))
+                    generator=torch.Generator(device=inputs.device).manual_seed(self._seed))
                 for _ in range(steps):
                     idx = (torch.arange(n) if q >= 1 else
-                           torch.nonzero(torch.rand(n, generator=sampler) < q).reshape(-1))
+                           torch.nonzero(torch.rand(n, generator=sampler) < q).reshape(-1)).to(inputs.device)
                     optimizer.zero_grad()
                     F.cross_entropy(wrapped(inputs[idx]), labels[idx], reduction="sum").backward()
                     optimizer.pre_step()

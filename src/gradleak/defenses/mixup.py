@@ -79,11 +79,13 @@ class MixUp(TrainingDefense):
             num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Mixed inputs and soft targets ``(B, num_classes)``."""
         lam, perm = self.mixing(int(inputs.shape[0]))
+        perm = perm.to(inputs.device)
         onehot = F.one_hot(labels, num_classes).to(inputs.dtype)
         return lam * inputs + (1 - lam) * inputs[perm], lam * onehot + (1 - lam) * onehot[perm]
 
     def client_truth(self, truth: GroundTruth) -> GroundTruth:
         lam, perm = self.mixing(int(truth.inputs.shape[0]))
+        perm = perm.to(truth.inputs.device)
         labels = truth.labels if lam >= 0.5 else truth.labels[perm]
         return GroundTruth(lam * truth.inputs + (1 - lam) * truth.inputs[perm], labels.clone())
 
@@ -91,6 +93,7 @@ class MixUp(TrainingDefense):
                  labels: torch.Tensor) -> dict[str, torch.Tensor]:
         params = dict(model.named_parameters())
         lam, perm = self.mixing(int(inputs.shape[0]))
+        perm = perm.to(inputs.device)
         logits = model(lam * inputs + (1 - lam) * inputs[perm])
         loss = lam * F.cross_entropy(logits, labels) + (1 - lam) * F.cross_entropy(logits, labels[perm])
         return dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))

@@ -78,9 +78,9 @@ class GaussianNoise(Defense):
                 out[name] = tensor.clone()
                 continue
             if self.kind == "gaussian":
-                noise = torch.randn(tensor.shape, generator=gen, dtype=tensor.dtype)
+                noise = torch.randn(tensor.shape, generator=gen, dtype=tensor.dtype).to(tensor.device)
             else:  # Laplace by inverse CDF of a uniform in (-1/2, 1/2)
                 u = torch.rand(tensor.shape, generator=gen, dtype=torch.float64).clamp(1e-12, 1 - 1e-12) - 0.5
-                noise = (-torch.sign(u) * torch.log1p(-2 * u.abs())).to(tensor.dtype)
+                noise = (-torch.sign(u) * torch.log1p(-2 * u.abs())).to(tensor.device, tensor.dtype)
             out[name] = tensor + self._magnitude * noise
         return update.with_tensors(out, defense=self.spec)

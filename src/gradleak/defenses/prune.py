@@ -46,7 +46,7 @@ def smallest_mask(values: torch.Tensor, ratio: float) -> torch.Tensor:
     """A boolean mask (same shape) that is ``False`` on the ``round(ratio·numel)`` smallest values."""
     flat = values.reshape(-1)
     k = int(round(ratio * flat.numel()))
-    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    keep = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
     if k > 0:
         keep[torch.argsort(flat, stable=True)[:k]] = False
     return keep.reshape(values.shape)

@@ -16,14 +16,15 @@ from __future__ import annotations
 import io
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gradleak.core.device import resolve_device, truth_to
 from gradleak.core.results import RunResult
-from gradleak.core.types import GroundTruth, Progress, Reconstruction
+from gradleak.core.types import ClientUpdate, GroundTruth, Progress, Reconstruction
 from gradleak.core.version import __version__
 from gradleak.data import Dataset, sample_batch, sample_indices
 from gradleak.defenses.adaptive import adaptive_transform
@@ -51,6 +52,7 @@ def run_scenario(
     save_tensor_file: bool = False,
     lpips: bool = False,
     training_progress: Progress | None = None,
+    device: Any = None,
 ) -> RunResult:
     """Run one scenario; write the run folder when ``out_dir`` is given; return the result.
 
@@ -63,32 +65,78 @@ def run_scenario(
         lpips: also compute LPIPS (needs the ``lpips`` package and its weights on disk;
             the metric is left out when it is not computed).
         training_progress: ``progress(batch, total, loss)`` while ``trained:EPOCHS`` trains.
+        device: where the client simulation and the attack run (``auto``, ``cpu``, ``cuda``,
+            ``cuda:N``, ``mps``; default the CPU); the result is on the CPU either way.
     """
     scenario.validate()
-    attack = build_attack(scenario)
+    build_attack(scenario)
     if out_dir is not None:
         check_out_dir(out_dir, overwrite=overwrite)
-    client = simulate_client(scenario, training_progress=training_progress)
-    defended, dataset, model_info = client.defended, client.dataset, client.model_info
-    model, update, truth = defended.model, defended.update, defended.truth
+    run = prepare_run(scenario, device=device, training_progress=training_progress)
+    rec = run.attack.run(run.model, run.update, shape=run.shape, progress=progress)
+    return finish_run(run, rec, out_dir, overwrite=overwrite, save_tensor_file=save_tensor_file, lpips=lpips)
+
+
+@dataclass
+class PreparedRun:
+    """Everything before the attack: the attack (adaptive when asked), the simulated client (on ``device``)."""
+
+    scenario: Scenario
+    attack: Any
+    client: ClientSide
+    transform: Any
+    device: torch.device
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model the server attacks."""
+        return self.client.defended.model
+
+    @property
+    def update(self) -> ClientUpdate:
+        """The update the server sees."""
+        return self.client.defended.update
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One input's shape."""
+        return tuple(self.client.dataset.shape)
+
+
+def prepare_run(scenario: Scenario, *, device: Any = None, training_progress: Progress | None = None) -> PreparedRun:
+    """Validate, build the attack, simulate the (defended) client on ``device`` (default the CPU)."""
+    scenario.validate()
+    dev = resolve_device("cpu" if device is None else device)
+    attack = build_attack(scenario)
+    client = simulate_client(scenario, training_progress=training_progress, device=dev)
     transform = None
     if scenario.adaptive:
         variant = scenario.adaptive if isinstance(scenario.adaptive, str) else "faithful"
-        transform = adaptive_transform(model, update, variant=variant)
+        transform = adaptive_transform(client.defended.model, client.defended.update, variant=variant)
         attack = build_attack(scenario, transform=transform)
-    rec = attack.run(model, update, shape=dataset.shape, progress=progress)
+    return PreparedRun(scenario, attack, client, transform, dev)
+
+
+def finish_run(run: PreparedRun, rec: Reconstruction, out_dir: str | Path | None = None, *,
+               overwrite: bool = False, save_tensor_file: bool = False, lpips: bool = False) -> RunResult:
+    """Score the reconstruction against the truth (on the CPU), judge its fit, write the run folder when asked."""
+    defended = run.client.defended
+    truth = truth_to(defended.truth, torch.device("cpu"))
     out = prepare_out_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
     scores = evaluate(rec, truth, with_lpips=lpips)
     metrics = {k: scores[k] for k in SUMMARY_METRICS if k != "lpips" or scores[k] is not None}
     metrics.update(defense_metrics(defended, scores))
-    fit = fit_report(model, update, rec, exact=attack.exact, transform=transform)
-    fit["warning"] = fit_warning(fit, update, model, labels_from=rec.info.get("labels_from"))
-    result = RunResult(scenario=asdict(scenario), metrics=metrics, per_image=scores["per_image"],
+    on_device = replace(rec, inputs=rec.inputs.to(run.device),
+                        labels=None if rec.labels is None else rec.labels.to(run.device))
+    fit = fit_report(run.model, run.update, on_device, exact=run.attack.exact, transform=run.transform)
+    fit["warning"] = fit_warning(fit, run.update, run.model, labels_from=rec.info.get("labels_from"))
+    result = RunResult(scenario=asdict(run.scenario), metrics=metrics, per_image=scores["per_image"],
                        matching=list(scores["matching"]), reconstruction=rec, truth=truth,
                        seconds=rec.seconds, out_dir=str(out) if out is not None else None,
-                       model_state=model_info, fit=fit, split=dataset.split, indices=client.indices,
-                       preset=scenario.attack_preset, hyperparameters=resolved_hyperparameters(attack),
-                       assumptions=run_assumptions(scenario, model, update, rec))
+                       model_state=run.client.model_info, fit=fit, split=run.client.dataset.split,
+                       indices=run.client.indices, preset=run.scenario.attack_preset,
+                       hyperparameters=resolved_hyperparameters(run.attack),
+                       assumptions=run_assumptions(run.scenario, run.model, run.update, rec))
     if out is not None:
         write_run_folder(out, result, save_tensor_file=save_tensor_file)
     return result
@@ -106,22 +154,27 @@ class ClientSide:
     indices: list[int] | None = None
 
 
-def simulate_client(scenario: Scenario, *, training_progress: Progress | None = None) -> ClientSide:
+def simulate_client(scenario: Scenario, *, training_progress: Progress | None = None,
+                    device: Any = None) -> ClientSide:
     """Build the model, draw the client's batch and compute its (defended) update, as ``scenario`` says.
+
+    ``device``: where the client computes (default the CPU; the model is trained and cached on the CPU).
 
     Example:
         >>> side = simulate_client(Scenario(dataset="digits", model="mlp", batch_size=2))
         >>> side.dataset.split, len(side.indices), side.defended.update.num_examples
         ('attack', 2, 2)
     """
+    dev = resolve_device("cpu" if device is None else device)
     # the batch comes from the attack split (validation only when choosing hyper-parameters),
     # untrained models included: never from data that trained the model or a prior
     model, dataset, model_info = prepare_model(
         scenario.model, scenario.model_options, scenario.dataset, scenario.dataset_options,
         seed=scenario.seed, model_state=scenario.model_state, checkpoint=scenario.checkpoint,
         split=scenario.split, progress=training_progress)
+    model = model.to(dev)
     picked = sample_indices(dataset, scenario.batch_size, seed=scenario.seed, label_mode=scenario.label_mode)
-    truth = GroundTruth(dataset.inputs[picked].clone(), dataset.labels[picked].clone())
+    truth = truth_to(GroundTruth(dataset.inputs[picked].clone(), dataset.labels[picked].clone()), dev)
     indices = dataset.indices[picked].tolist() if dataset.indices is not None else None
     model.train(scenario.mode == "train")
     leak, share = scenario.labels == "known", scenario.share_buffers
@@ -134,9 +187,9 @@ def simulate_client(scenario: Scenario, *, training_progress: Progress | None = 
                              seed=scenario.seed, labels_leak=leak, share_buffers=share, trainer=trainer)
 
     defended = defend(model, truth, scenario.defenses, client_update, seed=scenario.seed,
-                      sample=lambda k: sample_batch(dataset, scenario.batch_size,
-                                                    label_mode=scenario.label_mode,
-                                                    seed=client_seed(scenario.seed, k)))
+                      sample=lambda k: truth_to(sample_batch(dataset, scenario.batch_size,
+                                                             label_mode=scenario.label_mode,
+                                                             seed=client_seed(scenario.seed, k)), dev))
     return ClientSide(defended, dataset, model_info, indices)
 
 
@@ -192,8 +245,8 @@ def figure_png(result: RunResult) -> bytes:
 def write_run_folder(out: Path, result: RunResult, *, save_tensor_file: bool = False) -> None:
     """Write ``config.json``, ``metrics.json``, ``reconstruction.png`` (and tensors) of a run."""
     rec, truth = result.reconstruction, result.truth
-    config = {"scenario": result.scenario, "split": result.split, "indices": result.indices,
-              "preset": result.preset, "hyperparameters": result.hyperparameters,
+    config = {"scenario": result.scenario, "device": rec.info.get("device", "cpu"), "split": result.split,
+              "indices": result.indices, "preset": result.preset, "hyperparameters": result.hyperparameters,
               "assumptions": result.assumptions, "versions": {
         "gradleak": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

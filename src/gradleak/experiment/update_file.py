@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gradleak.core.device import resolve_device
 from gradleak.core.results import RunResult
 from gradleak.core.types import Progress
 from gradleak.experiment.fit import fit_report, fit_warning
@@ -24,16 +25,18 @@ from gradleak.experiment.update_io import load_update
 
 def attack_update_file(scenario: Scenario, path: str | Path, out_dir: str | Path, *,
                        kind: str | None = None, num_examples: int | None = None,
-                       overwrite: bool = False, progress: Progress | None = None) -> RunResult:
+                       overwrite: bool = False, progress: Progress | None = None, device: Any = None) -> RunResult:
     """Attack a saved update: the model comes from the scenario, the shape and classes from its
     dataset; writes ``config.json``, ``metrics.json``, ``reconstruction.png`` and tensors.
 
     The result has no truth and no scores, only the fit (how well the reconstruction explains
     the update: a poor fit usually means the weights are not the client's — pass
     ``scenario.checkpoint``); ``result.extra`` holds the update's path, its number of examples
-    and the recovered labels.
+    and the recovered labels. ``device``: where the attack runs (default the CPU; the fit is
+    judged on the CPU).
     """
     scenario.validate()
+    dev = resolve_device("cpu" if device is None else device)
     attack = build_attack(scenario)
     check_out_dir(out_dir, overwrite=overwrite)
     local = scenario.local_training() if (kind or "") == "weight_delta" else None
@@ -42,7 +45,7 @@ def attack_update_file(scenario: Scenario, path: str | Path, out_dir: str | Path
                                       scenario.dataset_options, seed=scenario.seed,
                                       model_state=scenario.model_state, checkpoint=scenario.checkpoint)
     model.train(scenario.mode == "train")
-    rec = attack.run(model, update, shape=dataset.shape, progress=progress)
+    rec = attack.run(model, update, shape=dataset.shape, progress=progress, device=dev)
     fit = fit_report(model, update, rec, exact=attack.exact)
     fit["warning"] = fit_warning(fit, update, model, labels_from=rec.info.get("labels_from"))
     out = prepare_out_dir(out_dir, overwrite=overwrite)

@@ -120,7 +120,7 @@ def local_sgd(
     opt = make_optimizer(params, local)
     step = 0
     while step < total:
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen).to(inputs.device)  # drawn on the CPU: same on every device
         for begin in range(0, n, bs):
             if step >= total:
                 break

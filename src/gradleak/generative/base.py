@@ -95,7 +95,7 @@ class Generator(nn.Module):
                 f"label(s) {missing}; use a generator trained on those classes (e.g. 'mnist-dcgan')"
             )
         return torch.tensor([table[int(v)] for v in labels.flatten().tolist()],
-                            dtype=torch.long).reshape(labels.shape)
+                            dtype=torch.long, device=labels.device).reshape(labels.shape)
 
 
 class _Call(nn.Module):

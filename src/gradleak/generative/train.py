@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,9 +54,10 @@ def sample_grid(generator: ConditionalDCGAN, path: str | Path, *, per_class: int
     gen = torch.Generator().manual_seed(seed)
     was_training = generator.training
     generator.eval()
+    device = next(generator.parameters()).device
     with torch.no_grad():
         y = torch.arange(generator.num_classes).repeat_interleave(per_class)
-        x = generator(torch.randn(len(y), generator.latent_dim, generator=gen), y)
+        x = generator(torch.randn(len(y), generator.latent_dim, generator=gen).to(device), y.to(device)).cpu()
     generator.train(was_training)
     c, h, w = x.shape[1:]
     grid = x.reshape(generator.num_classes, per_class, c, h, w).permute(2, 0, 3, 1, 4)
@@ -80,10 +82,11 @@ def recalibrate_batchnorm(generator: ConditionalDCGAN, *, gen: torch.Generator, 
         m.reset_running_stats()
         m.momentum = None
     generator.train()
+    device = next(generator.parameters()).device
     with torch.no_grad():
         for _ in range(batches):
             y = torch.randint(generator.num_classes, (batch_size,), generator=gen)
-            generator(torch.randn(batch_size, generator.latent_dim, generator=gen), y)
+            generator(torch.randn(batch_size, generator.latent_dim, generator=gen).to(device), y.to(device))
     for m in bns:
         m.momentum = 0.1
     generator.eval()
@@ -116,6 +119,7 @@ def train_prior(
     sample_every: int = 5,
     ema: float = 0.0,
     progress: Progress | None = None,
+    device: Any = None,
 ) -> ConditionalDCGAN:
     """Train a conditional DCGAN (non-saturating loss + AC term) on an embedded dataset.
 
@@ -137,14 +141,19 @@ def train_prior(
             ``min(ema, (1 + t) / (10 + t))``), which is what is returned, sampled and saved, after
             re-estimating its BatchNorm statistics (0 disables the average).
         progress: ``progress(step, total, generator_loss)``.
+        device: where to train (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; default the CPU).
+            Random numbers are drawn on the CPU and moved, so the data order and latents are the
+            same on every device; the weights agree across devices to float tolerance, not bit for bit.
 
     Returns:
-        the trained generator in eval mode.
+        the trained generator in eval mode, on the CPU.
     """
+    from gradleak.core.device import resolve_device
     from gradleak.data import load_dataset
     from gradleak.data.fingerprint import fingerprint, image_hashes
     from gradleak.data.splits import load_splits
 
+    dev = resolve_device("cpu" if device is None else device)
     if split not in ("train", "all"):
         raise ConfigError(f"split must be 'train' or 'all', got {split!r}")
     data = load_splits(dataset, {}).train if split == "train" else load_dataset(dataset)
@@ -156,7 +165,8 @@ def train_prior(
     x_all = data.inputs[keep]
     table = torch.full((data.num_classes,), -1, dtype=torch.long)
     table[torch.tensor(labels)] = torch.arange(len(labels))
-    y_all = table[data.labels[keep]]
+    y_all = table[data.labels[keep]].to(dev)
+    x_all = x_all.to(dev)
     if epochs < 1 or batch_size < 1 or len(x_all) < batch_size:
         raise ConfigError(f"need epochs >= 1 and 1 <= batch_size <= {len(x_all)} examples, got "
                           f"epochs={epochs}, batch_size={batch_size}")
@@ -164,6 +174,7 @@ def train_prior(
         torch.manual_seed(seed)
         g = ConditionalDCGAN(len(labels), width=width, class_labels=labels)
         d = Discriminator(len(labels), width=width)
+    g, d = g.to(dev), d.to(dev)
     avg = copy.deepcopy(g)
     gen = torch.Generator().manual_seed(seed + 1)
     opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -173,12 +184,12 @@ def train_prior(
     log.info("training DCGAN prior on %d %s digits of classes %s for %d epochs", n, dataset, labels, epochs)
     for epoch in range(1, epochs + 1):
         g.train()
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen).to(dev)
         for i in range(per_epoch):
             idx = order[i * batch_size:(i + 1) * batch_size]
             real, y = x_all[idx], y_all[idx]
-            z = torch.randn(len(idx), g.latent_dim, generator=gen)
-            y_fake = torch.randint(len(labels), (len(idx),), generator=gen)
+            z = torch.randn(len(idx), g.latent_dim, generator=gen).to(dev)
+            y_fake = torch.randint(len(labels), (len(idx),), generator=gen).to(dev)
             fake = g(z, y_fake)
             # discriminator: real → 1, fake → 0, plus class cross-entropy on real digits
             lr_, cr = d(real, y)
@@ -208,7 +219,7 @@ def train_prior(
         log.info("epoch %d/%d: loss_d %.3f loss_g %.3f", epoch, epochs, loss_d.item(), loss_g.item())
     if ema and samples_dir is None:  # with sample grids, the last epoch's grid already recalibrated it
         recalibrate_batchnorm(avg, gen=torch.Generator().manual_seed(seed + 2))
-    final = avg if ema else g.eval()
+    final = (avg if ema else g.eval()).cpu()
     if out is not None:
         save_generator(final, out, extra={"dataset": dataset, "split": split, "classes": list(labels),
                                         "epochs": epochs, "batch_size": batch_size, "lr": lr, "ema": ema,

@@ -20,6 +20,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -70,59 +72,65 @@ class BNStatisticsPrior:
 
     Args:
         model: the attacked model (its buffers are never modified).
-        update: the client update (shared BN buffers give the client's batch statistics).
+        update: the client update (shared BN buffers give the client's batch statistics), or
+            several clients' updates whose rows are stacked client by client (``run_many``).
         first_layer_weight: multiplier of the first BN layer's term (GradInversion-style).
 
-    ``active`` is false when the model has no BN or only uninformative statistics.
+    ``active`` is false when the model has no BN or only uninformative statistics (for any client).
     """
 
-    def __init__(self, model: nn.Module, update: ClientUpdate | None = None,
+    def __init__(self, model: nn.Module, update: ClientUpdate | Sequence[ClientUpdate] | None = None,
                  first_layer_weight: float = 1.0) -> None:
+        updates = list(update) if isinstance(update, Sequence) else [update]
         self.model = model
         self.layers = bn_layers(model)
-        self.targets, self.source = bn_targets(model, update)
-        self.active = bool(self.targets)
+        found = [bn_targets(model, u) for u in updates]
+        self.source = found[0][1]
+        self.active = all(t for t, _ in found)
+        # per layer: (N, C) target means and variances, one row per client
+        self.targets = [tuple(torch.stack([t[j][i] for t, _ in found]) for i in range(2))
+                        for j in range(len(self.layers))] if self.active else []
+        self.params = {n: p.detach() for n, p in model.named_parameters()}
         self.first_layer_weight = first_layer_weight
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``(R,)`` losses for trial images ``x`` of shape ``(R, B, C, H, W)``."""
+        """``(R,)`` losses for trial images ``x`` of shape ``(R, B, C, H, W)`` (rows grouped by client)."""
         if not self.active:
-            return torch.zeros(x.shape[0], dtype=x.dtype)
+            return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         r, b = x.shape[:2]
         captured: list[torch.Tensor] = []
         hooks = [m.register_forward_pre_hook(lambda _m, a: captured.append(a[0])) for _, m in self.layers]
-        params = dict(self.model.named_parameters())
-        buffers = {n: t.detach().clone() for n, t in self.model.named_buffers()}
         try:
-            if self.model.training:   # batch statistics mix restarts: one pass each
+            if self.model.training:   # batch statistics mix restarts: one pass each, on copies of the buffers
+                buffers = {n: t.detach().clone() for n, t in self.model.named_buffers()}
                 for i in range(r):
-                    functional_call(self.model, (params, buffers), (x[i],))
+                    functional_call(self.model, (self.params, buffers), (x[i],))
                 feats = [torch.stack(captured[j::len(self.layers)]) for j in range(len(self.layers))]
             else:
-                functional_call(self.model, (params, buffers), (x.reshape(r * b, *x.shape[2:]),))
+                buffers = dict(self.model.named_buffers())
+                functional_call(self.model, (self.params, buffers), (x.reshape(r * b, *x.shape[2:]),))
                 feats = [f.reshape(r, b, *f.shape[1:]) for f in captured]
         finally:
             for h in hooks:
                 h.remove()
-        total = torch.zeros(r, dtype=x.dtype)
+        total = torch.zeros(r, dtype=x.dtype, device=x.device)
         for j, (f, (mean, var)) in enumerate(zip(feats, self.targets, strict=True)):
             dims = (1, *range(3, f.dim()))
-            mu = f.mean(dim=dims)
-            v = f.var(dim=dims, unbiased=True)
-            term = (mu - mean).norm(dim=1) + (v - var).norm(dim=1)
+            mu = f.mean(dim=dims).view(mean.shape[0], -1, mean.shape[1])
+            v = f.var(dim=dims, unbiased=True).view(mean.shape[0], -1, mean.shape[1])
+            term = ((mu - mean[:, None]).norm(dim=2) + (v - var[:, None]).norm(dim=2)).reshape(r)
             total = total + (self.first_layer_weight if j == 0 else 1.0) * term
         return total
 
 
 def registration_perms(x: torch.Tensor) -> list[torch.Tensor]:
     """Per restart, the batch order that best matches restart 0's (Hungarian on pixel distance)."""
-    ref = x[0].reshape(x.shape[1], -1).double()
+    flat = x.detach().reshape(x.shape[0], x.shape[1], -1).double().cpu()
     perms = [torch.arange(x.shape[1])]
     for i in range(1, x.shape[0]):
-        cost = torch.cdist(ref, x[i].reshape(x.shape[1], -1).double()).numpy()
-        rows, cols = linear_sum_assignment(cost)
+        rows, cols = linear_sum_assignment(torch.cdist(flat[0], flat[i]).numpy())
         perms.append(torch.as_tensor(cols[np.argsort(rows)]))
-    return perms
+    return [p.to(x.device) for p in perms]
 
 
 def register_batches(x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +162,7 @@ class GroupConsistency:
         step = self.calls
         self.calls += 1
         if step < self.start or x.shape[0] < 2:
-            return torch.zeros(x.shape[0], dtype=x.dtype)
+            return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         perms = registration_perms(x.detach())
         if self.mean is None or (step - self.start) % self.every == 0:
             self.mean = torch.stack([x[i].detach()[p] for i, p in enumerate(perms)]).mean(0)

@@ -17,10 +17,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, vmap
 
 from gradleak.core.errors import NotApplicableError
 from gradleak.core.types import ClientUpdate, GradList, TrialTransform
+from gradleak.inversion.per_sample import PerSampleGradients
 from gradleak.inversion.unroll import effective_steps
 from gradleak.models.layers import has_batchnorm
 
@@ -118,31 +119,78 @@ def trial_gradients(
             to each restart's gradient list (leading dim R).
 
     Returns:
-        one tensor per parameter, each with a leading restart dimension ``R``.
-        Restarts run as one vectorised graph; models with BatchNorm in train mode (whose
-        in-place statistics updates cannot be vectorised) fall back to a loop.
+        one tensor per parameter, each with a leading restart dimension ``R``. A one-off call;
+        a loop builds :class:`TrialGradients` once instead.
     """
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    if x.shape[0] == 1 or (model.training and has_batchnorm(model)):
-        grads = [_plain_gradients(model, params, xi, yi) for xi, yi in zip(x, y)]
-        out = [torch.stack(gs) for gs in zip(*grads)]
-    else:
-        buffers = dict(model.named_buffers())
-
-        def loss_fn(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-            return soft_cross_entropy(functional_call(model, (p, buffers), (xi,)), yi)
-
-        g = vmap(grad(loss_fn), in_dims=(None, 0, 0))(params, x, y)
-        out = [g[n] for n in params]
-    return transform(out) if transform is not None else out
+    return TrialGradients(model, transform)(x, y)
 
 
-def _plain_gradients(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor,
-                     y: torch.Tensor) -> GradList:
-    own = list(model.parameters())
-    if all(p.requires_grad for p in own):  # fast path: the model's own leaves, no re-binding
-        loss = soft_cross_entropy(model(x), y)
-        return list(torch.autograd.grad(loss, own, create_graph=True))
-    leaves = [p.requires_grad_(True) for p in params.values()]
-    loss = soft_cross_entropy(functional_call(model, params, (x,)), y)
-    return list(torch.autograd.grad(loss, leaves, create_graph=True))
+class TrialGradients:
+    """Per-row client-loss gradients ``(K, ...)`` for trial rows ``x (K, B, C, H, W)``, differentiable in ``x``.
+
+    Built once per attack run: the parameter list, the buffers and the choice of method are fixed
+    here, not rebuilt every step. Rows are independent (restarts, and in ``run_many`` the clients
+    of a round): one row runs the model itself (the fastest graph); several rows run as one
+    ordinary batched pass with per-row gradients assembled from each layer's inputs and output
+    gradients (:mod:`~gradleak.inversion.per_sample`; Linear, Conv2d, eval-mode BatchNorm,
+    GroupNorm), or, for other layers, as one vectorised graph with one copy of the parameters per
+    row (``copies``: grouped convolutions / batched matmuls, one ``autograd.grad``); a model with
+    BatchNorm in train mode (whose batch statistics must not mix rows) loops over rows. Gradients
+    are taken with ``torch.autograd.grad``: nothing fills the parameters' ``.grad``.
+
+    Args:
+        model: the attacked model (never modified).
+        transform: the adaptive attacker's copy of a defense, applied to the ``(K, ...)`` list.
+    """
+
+    def __init__(self, model: nn.Module, transform: TrialTransform | None = None) -> None:
+        self.model, self.transform = model, transform
+        named = list(model.named_parameters())
+        self.names = [n for n, _ in named]
+        self.frozen = {n: p.detach() for n, p in named}
+        own = [p for _, p in named]
+        # the model's own leaves when they require grad (no re-binding), else detached leaves
+        self.leaves = own if all(p.requires_grad for p in own) else [
+            p.detach().requires_grad_(True) for p in own]
+        self.rebind = self.leaves is not own
+        self.buffers = dict(model.named_buffers())
+        self.loop = model.training and has_batchnorm(model)
+        self.fast = None if self.loop else PerSampleGradients.build(model)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, create_graph: bool = True) -> GradList:
+        if x.shape[0] == 1:
+            out = [g.unsqueeze(0) for g in self.single(x[0], y[0], create_graph)]
+        elif self.loop:
+            rows = [self.single(xi, yi, create_graph) for xi, yi in zip(x, y)]
+            out = [torch.stack(gs) for gs in zip(*rows)]
+        else:
+            out = self.rows(x, y, create_graph)
+        return self.transform(out) if self.transform is not None else out
+
+    def single(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool = True) -> GradList:
+        """The gradient list of one row ``x (B, C, H, W)``."""
+        with torch.enable_grad():
+            if self.rebind:
+                logits = functional_call(self.model, dict(zip(self.names, self.leaves)), (x,))
+            else:
+                logits = self.model(x)
+            loss = soft_cross_entropy(logits, y)
+            return list(torch.autograd.grad(loss, self.leaves, create_graph=create_graph))
+
+    def rows(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool = True) -> GradList:
+        """Every row's gradient in one batched graph (per-sample identities where the layers allow)."""
+        if self.fast is not None:
+            return self.fast(x, y, create_graph)
+        return self.copies(x, y, create_graph)
+
+    def copies(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool = True) -> GradList:
+        """Every row's gradient in one vectorised graph (one parameter copy per row)."""
+        k = x.shape[0]
+        with torch.enable_grad():
+            copies = {n: t.expand(k, *t.shape).requires_grad_(True) for n, t in self.frozen.items()}
+
+            def one(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+                return soft_cross_entropy(functional_call(self.model, (p, self.buffers), (xi,)), yi)
+
+            losses = vmap(one)(copies, x, y)
+            return list(torch.autograd.grad(losses.sum(), list(copies.values()), create_graph=create_graph))

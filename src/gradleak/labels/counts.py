@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from gradleak.core.device import model_device
 from gradleak.core.errors import NotApplicableError
 from gradleak.core.types import ClientUpdate
 from gradleak.inversion.gradients import observed_gradient
@@ -77,7 +78,7 @@ def dummy_statistics(
     """
     _, layer = _last_linear_or_raise(model, "label restoration")
     gen = torch.Generator().manual_seed(int(seed) + 104729)
-    x = torch.rand((samples, *shape), generator=gen)
+    x = torch.rand((samples, *shape), generator=gen).to(model_device(model))  # drawn on the CPU: same on every device
     captured: dict[str, torch.Tensor] = {}
 
     def hook(_m: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -178,4 +179,4 @@ def round_counts(raw: torch.Tensor, total: int) -> torch.Tensor:
 
 def counts_to_labels(counts: torch.Tensor) -> torch.Tensor:
     """The sorted label multiset ``(Σ counts,)`` of per-class ``counts``."""
-    return torch.repeat_interleave(torch.arange(len(counts)), counts.long())
+    return torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts.long())

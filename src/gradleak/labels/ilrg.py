@@ -55,8 +55,9 @@ def ilrg_raw_counts(weight_grad: torch.Tensor, bias_grad: torch.Tensor, weight: 
     embeddings = gw / safe[:, None]                        # (C, M): row c is ê_c
     q = torch.softmax(embeddings @ w.T + b, dim=-1)       # (C, C): row c is q̂_c
     classes = len(gb)
-    system = torch.cat([q.T - torch.eye(classes, dtype=q.dtype), torch.ones(1, classes, dtype=q.dtype)])
-    rhs = torch.cat([k * gb, torch.tensor([float(k)], dtype=q.dtype)])
+    system = torch.cat([q.T - torch.eye(classes, dtype=q.dtype, device=q.device),
+                        torch.ones(1, classes, dtype=q.dtype, device=q.device)])
+    rhs = torch.cat([k * gb, torch.tensor([float(k)], dtype=q.dtype, device=q.device)])
     return torch.linalg.pinv(system) @ rhs
 
 

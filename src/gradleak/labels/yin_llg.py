@@ -79,7 +79,7 @@ def llg_counts(row_sums: torch.Tensor, k: int) -> torch.Tensor:
     r = row_sums.detach().double().clone()
     negative = (r < 0).nonzero().flatten()
     impact = float(r[negative].sum()) / k * (1 + 1 / len(r)) if len(negative) else 0.0
-    counts = torch.zeros(len(r), dtype=torch.long)
+    counts = torch.zeros(len(r), dtype=torch.long, device=r.device)
     for c in r[negative].argsort()[:k]:  # the most negative first when there are more than k
         idx = negative[c]
         counts[idx] += 1

@@ -14,6 +14,13 @@ shared filesystem). Any exception inside a run becomes a ``failed`` result with 
   ``workers`` CPUs. Each task asks Ray for ``cpus_per_run`` CPUs (default 1) and sets torch's
   threads from what Ray assigned. Needs ``pip install 'gradleak[ray]'``.
 
+``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) is where every run's simulation and
+attack execute; on a GPU device each Ray task also asks for ``num_gpus`` (default 1: Ray then
+makes the GPU it assigned the task's ``cuda``). Runs that attack the same model with the same
+attack (they differ only on the client's side: defenses, protocol, label mode; see
+:mod:`gradleak.sweep.grouping`) travel together and are attacked in one batched pass
+(``Attack.run_many``); ``group=False`` runs them one by one.
+
 Example:
     >>> from gradleak.experiment import Scenario
     >>> from gradleak.sweep import scenario_config
@@ -57,11 +64,11 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
     """Run one planned scenario and return its result (never raises for a failing run).
 
     Args:
-        task: ``key``, ``config`` (a scenario dict), optional ``preset`` and ``threads``.
+        task: ``key``, ``config`` (a scenario dict), optional ``preset``, ``threads`` and ``device``.
     """
     import torch
 
-    from gradleak.experiment.run import reconstruction_png, run_scenario
+    from gradleak.experiment.run import run_scenario
     from gradleak.experiment.scenario import scenario_from_dict
 
     if task.get("threads"):
@@ -70,21 +77,73 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
                               "versions": versions(), "host": socket.gethostname()}
     start = time.perf_counter()
     try:
-        run = run_scenario(scenario_from_dict(task["config"]))
-        rec = run.reconstruction
-        result["image"] = reconstruction_png(rec, run.truth, run.matching)
-        losses = rec.loss_history
-        result.update(status="done", metrics=run.metrics, seconds=run.seconds,
-                      detail={"per_image": run.per_image, "matching": run.matching,
-                              "final_loss": losses[-1] if losses else None, "info": rec.info, "fit": run.fit,
-                              "split": run.split, "indices": run.indices, "preset": run.preset,
-                              "hyperparameters": run.hyperparameters, "assumptions": run.assumptions})
+        done_result(result, run_scenario(scenario_from_dict(task["config"]), device=task.get("device")))
     except Exception as err:  # a failing run is a result to store, not a crash of the sweep
         log.debug("run %s failed", task["key"], exc_info=True)
         result.update(status="failed", error=f"{type(err).__name__}: {err}",
                       detail={"traceback": traceback.format_exc(limit=8)})
     result["wall_seconds"] = time.perf_counter() - start
     return result
+
+
+def done_result(result: dict[str, Any], run: Any) -> dict[str, Any]:
+    """Fill ``result`` from a finished :class:`~gradleak.core.results.RunResult` (status ``done``)."""
+    from gradleak.experiment.run import reconstruction_png
+
+    rec = run.reconstruction
+    result["image"] = reconstruction_png(rec, run.truth, run.matching)
+    losses = rec.loss_history
+    result.update(status="done", metrics=run.metrics, seconds=run.seconds,
+                  detail={"per_image": run.per_image, "matching": run.matching,
+                          "final_loss": losses[-1] if losses else None, "info": rec.info, "fit": run.fit,
+                          "split": run.split, "indices": run.indices, "preset": run.preset,
+                          "hyperparameters": run.hyperparameters, "assumptions": run.assumptions})
+    return result
+
+
+def execute_unit(unit: dict[str, Any]) -> list[dict[str, Any]]:
+    """One task, or a group of tasks (``{"group": [...]}``) attacked in one batched pass; their results."""
+    if "group" in unit:
+        return execute_group(unit["group"])
+    return [execute_run(unit)]
+
+
+def execute_group(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run a group's scenarios with one batched attack; one result per task (never raises)."""
+    import torch
+
+    from gradleak.experiment.batched import run_scenarios
+    from gradleak.experiment.scenario import scenario_from_dict
+
+    if tasks[0].get("threads"):
+        torch.set_num_threads(int(tasks[0]["threads"]))
+    start = time.perf_counter()
+    try:
+        runs = run_scenarios([scenario_from_dict(t["config"]) for t in tasks], device=tasks[0].get("device"))
+    except Exception:  # one bad run must not fail the others: run them one at a time
+        return [execute_run(t) for t in tasks]
+    wall = (time.perf_counter() - start) / len(tasks)
+    results = []
+    for task, run in zip(tasks, runs, strict=True):
+        result: dict[str, Any] = {"key": task["key"], "preset": task.get("preset"), "config": task["config"],
+                                  "versions": versions(), "host": socket.gethostname()}
+        try:
+            done_result(result, run)
+        except Exception as err:  # e.g. the image could not be drawn: this run failed, the others did not
+            result.update(status="failed", error=f"{type(err).__name__}: {err}")
+        result["wall_seconds"] = wall
+        results.append(result)
+    return results
+
+
+def _begin(on_begin: Any, unit: dict[str, Any]) -> None:
+    if on_begin is not None:
+        for task in _unit_tasks(unit):
+            on_begin(task)
+
+
+def _unit_tasks(unit: dict[str, Any]) -> list[dict[str, Any]]:
+    return unit["group"] if "group" in unit else [unit]
 
 
 def _died(task: dict[str, Any], why: str) -> dict[str, Any]:
@@ -102,7 +161,7 @@ def run_local(tasks: list[dict[str, Any]], *, workers: int | None = None, cpus_p
     """Execute tasks in a ``spawn`` process pool; yield results as they finish.
 
     Args:
-        tasks: planned runs (``key``, ``config``, ``preset``).
+        tasks: planned runs (``key``, ``config``, ``preset``), or groups of them (``{"group": [...]}``).
         workers: processes (default: one per core); ``0`` runs them one by one in this process
             (no isolation; for debugging and tests).
         cpus_per_run: torch threads per run (default 1).
@@ -113,9 +172,8 @@ def run_local(tasks: list[dict[str, Any]], *, workers: int | None = None, cpus_p
         raise ConfigError(f"--workers must be >= 0 (0 = in this process), got {workers}")
     if workers == 0:
         for task in tasks:
-            if on_begin is not None:
-                on_begin(task)
-            yield execute_run({**task, "threads": cpus_per_run})
+            _begin(on_begin, task)
+            yield from execute_unit(with_threads(task, cpus_per_run))
         return
     threads = cpus_per_run or 1
     pending = list(reversed(tasks))
@@ -128,36 +186,45 @@ def run_local(tasks: list[dict[str, Any]], *, workers: int | None = None, cpus_p
             while (pending or running) and not broken:
                 while pending and len(running) < workers:
                     task = pending.pop()
-                    running[pool.submit(execute_run, {**task, "threads": threads})] = task
-                    if on_begin is not None:
-                        on_begin(task)
+                    running[pool.submit(execute_unit, with_threads(task, threads))] = task
+                    _begin(on_begin, task)
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     task = running.pop(future)
                     try:
-                        result = future.result()
+                        results = future.result()
                     except cf.process.BrokenProcessPool:
                         if broken:  # lost with the pool, not the cause: run it again
                             pending.append(task)
                             continue
                         broken = True
-                        result = _died(task, "the worker process died (out of memory or a crash)")
-                    yield result
+                        results = [_died(t, "the worker process died (out of memory or a crash)")
+                                   for t in _unit_tasks(task)]
+                    yield from results
             pending.extend(running.values())  # in-flight runs lost with a broken pool run again
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _ray_execute(task: dict[str, Any]) -> dict[str, Any]:
+def with_threads(unit: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    """``unit`` (a task or a group) with every task's torch thread count set."""
+    if "group" in unit:
+        return {"group": [{**t, "threads": threads} for t in unit["group"]]}
+    return {**unit, "threads": threads}
+
+
+def _ray_execute(unit: dict[str, Any]) -> list[dict[str, Any]]:
     import ray
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    return execute_run({**task, "threads": max(1, int(cpus))})
+    return execute_unit(with_threads(unit, max(1, int(cpus))))
 
 
 def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address: str | None = None,
-            cpus_per_run: int | None = None, on_begin: Any = None) -> Iterator[dict[str, Any]]:
-    """Execute tasks as Ray tasks; yield results to the driver as they finish."""
+            cpus_per_run: int | None = None, on_begin: Any = None,
+            gpus_per_run: float = 0) -> Iterator[dict[str, Any]]:
+    """Execute tasks (or groups) as Ray tasks, each asking for ``cpus_per_run`` CPUs and ``gpus_per_run``
+    GPUs; yield results to the driver as they finish."""
     try:
         import ray
     except ImportError:
@@ -173,7 +240,7 @@ def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address:
         started = True
     try:
         cpus = cpus_per_run or 1
-        remote = ray.remote(num_cpus=cpus, max_retries=0)(_ray_execute)
+        remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_run, max_retries=0)(_ray_execute)
         window = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
         pending = list(reversed(tasks))
         running: dict[Any, dict[str, Any]] = {}
@@ -181,36 +248,42 @@ def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address:
             while pending and len(running) < 2 * window:
                 task = pending.pop()
                 running[remote.remote(task)] = task
-                if on_begin is not None:
-                    on_begin(task)
+                _begin(on_begin, task)
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:
                 task = running.pop(ref)
                 try:
-                    yield ray.get(ref)
+                    yield from ray.get(ref)
                 except Exception as err:  # a worker that died: the run failed, the sweep goes on
-                    yield _died(task, f"the Ray task failed: {type(err).__name__}: {err}")
+                    yield from (_died(t, f"the Ray task failed: {type(err).__name__}: {err}")
+                                for t in _unit_tasks(task))
     finally:
         if started:
             ray.shutdown()
 
 
 def execute(tasks: list[dict[str, Any]], *, backend: str = "local", workers: int | None = None,
-            address: str | None = None, cpus_per_run: int | None = None,
-            on_begin: Any = None) -> Iterator[dict[str, Any]]:
-    """Dispatch to a backend by name (``on_begin(task)``: a run was handed to a worker)."""
+            address: str | None = None, cpus_per_run: int | None = None, on_begin: Any = None,
+            device: str = "cpu", group: bool = True, gpus_per_run: float | None = None) -> Iterator[dict[str, Any]]:
+    """Dispatch to a backend by name, on ``device``, runs grouped for batched attacks (``group``)
+    (``on_begin(task)``: a run was handed to a worker)."""
+    from gradleak.sweep.grouping import plan_units
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if backend == "local" and address:
+        raise ConfigError("--address only applies to --backend ray")
+    units, gpus = plan_units(tasks, device=device, backend=backend, group=group, gpus_per_run=gpus_per_run)
     if backend == "local":
-        if address:
-            raise ConfigError("--address only applies to --backend ray")
-        return run_local(tasks, workers=workers, cpus_per_run=cpus_per_run, on_begin=on_begin)
-    if backend == "ray":
-        return run_ray(tasks, workers=workers, address=address, cpus_per_run=cpus_per_run, on_begin=on_begin)
-    raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        return run_local(units, workers=workers, cpus_per_run=cpus_per_run, on_begin=on_begin)
+    return run_ray(units, workers=workers, address=address, cpus_per_run=cpus_per_run, on_begin=on_begin,
+                   gpus_per_run=gpus)
 
 
 def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int | None = None,
               address: str | None = None, cpus_per_run: int | None = None, retry_failed: bool = False,
-              on_start: Any = None, on_result: Any = None, on_begin: Any = None) -> dict[str, int]:
+              on_start: Any = None, on_result: Any = None, on_begin: Any = None, device: str = "cpu",
+              group: bool = True, gpus_per_run: float | None = None) -> dict[str, int]:
     """Run a parsed :class:`~gradleak.sweep.Grid` into the results database ``db``.
 
     Finished runs are skipped; failed ones too unless ``retry_failed``. Each result is committed
@@ -219,7 +292,8 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
     Args:
         grid: from :func:`gradleak.sweep.load_grid`.
         db: the SQLite file (created when missing).
-        backend, workers, address, cpus_per_run: see :func:`execute`.
+        backend, workers, address, cpus_per_run, device, group, gpus_per_run: see :func:`execute`
+            (``device`` defaults to the CPU here; the CLI's ``--device`` to ``auto``).
         retry_failed: run the stored failed runs again.
         on_start: ``fn(counts)`` called once with ``total``/``skipped``/``to_run`` before running.
         on_result: ``fn(result)`` called after each result is stored.
@@ -235,10 +309,12 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
         1
     """
     from gradleak.sweep.grid import scenario_config
+    from gradleak.sweep.grouping import sweep_device
     from gradleak.sweep.store import Store
 
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    sweep_device(device, backend)  # a device this machine lacks fails before anything is stored
     with Store(db) as store:
         planned = [(r.key, r.preset, scenario_config(r.scenario)) for r in grid.runs]
         sweep_id = store.start_sweep(grid.source, grid.text, backend, planned)
@@ -252,7 +328,8 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
             on_start({**counts, "to_run": len(tasks)})
         if tasks:
             for result in execute(tasks, backend=backend, workers=workers, address=address,
-                                  cpus_per_run=cpus_per_run, on_begin=on_begin):
+                                  cpus_per_run=cpus_per_run, on_begin=on_begin, device=device, group=group,
+                                  gpus_per_run=gpus_per_run):
                 store.record(result)
                 counts[result["status"]] += 1
                 if on_result is not None:

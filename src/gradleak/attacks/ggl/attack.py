@@ -12,7 +12,8 @@ Objective (the paper's best setting, its Table 1): search the latent ``z`` of th
 over the entries of each latent (λ = 0.1), or the cosine distance. Optimisers: ``cma`` (CMA-ES;
 ``steps`` generations × ``population`` candidates, each generation one batched forward/backward),
 ``bo`` (TuRBO-1 trust-region BO, as the paper's code; ``steps`` evaluations in batches), ``adam``
-(signed Adam on ``z``, ``steps`` iterations, restarts batched). Restarts keep the lowest loss.
+(signed Adam on ``z``, ``steps`` iterations, restarts — and in ``run_many`` clients — batched, the
+lowest-loss iterate kept). Restarts keep the lowest loss.
 ``evaluations`` sets the budget in loss evaluations instead of ``steps`` (one evaluation = one
 trial gradient of one candidate), so methods can be compared at equal budgets.
 
@@ -46,6 +47,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 
@@ -55,16 +57,16 @@ from torch import nn
 from torch.func import functional_call
 
 from gradleak.attacks.base import Attack
-from gradleak.attacks.ggl.population import population_gradients
 from gradleak.attacks.ggl.turbo import turbo_minimise
+from gradleak.core.device import model_device
 from gradleak.core.errors import ConfigError, MissingDependencyError
 from gradleak.core.seeding import attack_generator
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction, TrialTransform
 from gradleak.generative.base import Generator, check_compatible
 from gradleak.generative.hub import load_generator
-from gradleak.inversion.gradients import observed_gradient
-from gradleak.inversion.losses import cosine_distance, l2_distance
-from gradleak.inversion.optimize import best_restart, optimise_inputs
+from gradleak.inversion.gradients import TrialGradients, observed_gradient
+from gradleak.inversion.losses import GradientDistance
+from gradleak.inversion.optimize import optimise_inputs
 from gradleak.labels.resolve import resolve_labels
 from gradleak.models.layers import last_linear
 
@@ -119,6 +121,7 @@ class GGL(Attack):
         backend: how ``cma`` is driven: ``pycma`` (nevergrad's CMA-ES engine, asked and told a whole
             population at once) or ``nevergrad`` (``ParametrizedCMA``, one candidate per ask/tell,
             as the paper's code; ~10× more overhead per round here). Both need the ``generative`` extra.
+        keep: with ``adam``: ``best`` (the lowest-loss latent) or ``last`` (the final one).
     """
 
     name = "ggl"
@@ -140,6 +143,7 @@ class GGL(Attack):
     takes_labels = True
     needs_prior = True
     supports_adaptive = True
+    batches_clients = True  # with optimizer="adam" (see ``batches``)
     progress_unit = "search steps"
 
     def __init__(self, *, generator: str | Generator = "mnist-dcgan", optimizer: str = "cma",
@@ -147,8 +151,10 @@ class GGL(Attack):
                  bo_batch: int = 10, bo_init: int = 256,
                  lr: float = 0.1, kl: float = 0.1, distance: str = "l2", restarts: int = 1,
                  labels: str = "auto", seed: int = 0, transform: TrialTransform | None = None,
-                 backend: str = "pycma") -> None:
+                 backend: str = "pycma", keep: str = "best") -> None:
         problems = []
+        if keep not in ("best", "last"):
+            problems.append(f"keep must be 'best' or 'last', got {keep!r}")
         if backend not in ("pycma", "nevergrad"):
             problems.append(f"backend must be 'pycma' or 'nevergrad', got {backend!r}")
         if optimizer not in OPTIMIZERS:
@@ -171,58 +177,84 @@ class GGL(Attack):
         self.population, self.bo_batch, self.bo_init, self.lr = population, bo_batch, bo_init, lr
         self.kl, self.distance, self.restarts = kl, distance, restarts
         self.labels, self.seed, self.transform, self.backend = labels, seed, transform, backend
+        self.keep = keep
 
-    def objective(self, model: nn.Module, generator: Generator, target: list[torch.Tensor],
+    def batches(self) -> bool:
+        """Only the Adam search batches clients (CMA-ES and BO drive one client at a time)."""
+        return self.optimizer == "adam"
+
+    def warm_up(self) -> None:
+        if self.optimizer == "bo":  # TuRBO fits its GP with torch.optim.Adam, whose first use imports dynamo
+            import torch._dynamo  # noqa: F401
+
+    def objective(self, model: nn.Module, generator: Generator, target: list,
                   labels: torch.Tensor, shape: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``loss(z (P, B, latent)) -> (P,)``: gradient distance of ``G(z)`` plus λ·KL."""
-        classes = generator.label_to_class(labels)
+        """``loss(z (P, B, latent)) -> (P,)``: gradient distance of ``G(z)`` plus λ·KL.
+
+        ``target`` is one client's gradient list with ``labels (B,)``, or N clients' lists with
+        ``labels (N, B)``; then rows are client-major (``P / N`` consecutive rows per client).
+        """
+        targets = target if target and isinstance(target[0], list) else [target]
+        labels = labels if labels.dim() == 2 else labels[None]
+        classes = generator.label_to_class(labels.reshape(-1)).reshape(labels.shape)
         state = {**{n: p.detach() for n, p in generator.named_parameters()}, **dict(generator.named_buffers())}
+        dist = GradientDistance(targets, self.distance, mean_over_tensors=self.distance == "l2")
+        trial = TrialGradients(model, self.transform)
 
         def loss(z: torch.Tensor) -> torch.Tensor:
             p, b = z.shape[:2]
-            x = functional_call(generator, state, (z.reshape(p * b, -1), classes.repeat(p)))
-            trial = population_gradients(model, x.reshape(p, b, *shape), labels.expand(p, b), self.transform,
-                                         create_graph=z.requires_grad)
-            if self.distance == "l2":
-                dist = l2_distance(trial, target, mean_over_tensors=True)
-            else:
-                dist = cosine_distance(trial, target)
-            return dist + self.kl * latent_kl(z).mean(1)
+            rows = p // len(targets)
+            cls = classes.repeat_interleave(rows, 0).reshape(-1)
+            x = functional_call(generator, state, (z.reshape(p * b, -1), cls))
+            grads = trial(x.reshape(p, b, *shape), labels.repeat_interleave(rows, 0), create_graph=z.requires_grad)
+            return dist(grads) + self.kl * latent_kl(z).mean(1)
 
         return loss
 
-    def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
-                    progress: Progress | None = None) -> Reconstruction:
+    def reconstruct_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
+                         progress: Progress | None = None) -> list[Reconstruction]:
+        device = model_device(model)
         generator = load_generator(self.generator)
+        if model_device(generator) != device:
+            generator = copy.deepcopy(generator).to(device)
         found = last_linear(model)
         check_compatible(generator, shape, found[1].out_features if found else None)
-        target = observed_gradient(model, update)
-        labels, how = resolve_labels(model, update, self.labels, shape=shape)
-        loss = self.objective(model, generator, target, labels, shape)
-        b, d = update.num_examples, generator.latent_dim
+        targets = [observed_gradient(model, u) for u in updates]
+        resolved = [resolve_labels(model, u, self.labels, shape=shape) for u in updates]
+        b, d, r = updates[0].num_examples, generator.latent_dim, self.restarts
         population = self.population or default_population(b * d)
         steps = self._steps(population)
+        name = self.generator if isinstance(self.generator, str) else type(self.generator).__name__
+        picks = []
         if self.optimizer == "adam":
-            z0 = torch.randn((self.restarts, b, d), generator=attack_generator(self.seed))
-            z, hist = optimise_inputs(loss, z0, steps=steps, lr=self.lr, signed=True, box=None,
-                                      progress=progress)
-            best, final = best_restart(loss, z)
-            z_best, history, evals = z[best], hist[best], steps * self.restarts
+            stacked = torch.stack([labels for labels, _ in resolved])
+            one = len(updates) == 1
+            loss = self.objective(model, generator, targets[0] if one else targets, stacked[0] if one else stacked,
+                                  shape)
+            z0 = torch.randn((r, b, d), generator=attack_generator(self.seed)).to(device)
+            out = optimise_inputs(loss, z0.repeat(len(updates), 1, 1), steps=steps, lr=self.lr, signed=True,
+                                  box=None, progress=progress, keep=self.keep)
+            for i in range(len(updates)):
+                best = out.best_row(slice(i * r, (i + 1) * r))
+                row = i * r + best
+                picks.append((out.x[row], float(out.loss[row]), out.history[row], best, out.evaluations * r))
         else:
-            runs = [self._search(loss, b, d, self.seed + 1000 * r, steps, population, progress)
-                    for r in range(self.restarts)]
-            best = min(range(len(runs)), key=lambda r: runs[r][1])
-            z_best, final, history = runs[best]
             per_step = population if self.optimizer == "cma" else 1
-            evals = steps * per_step * self.restarts
-        with torch.no_grad():
-            x = generator(z_best.reshape(b, d), generator.label_to_class(labels))
-        return Reconstruction(x.reshape(b, *shape), labels, history,
-                              info={"labels_from": how, "optimizer": self.optimizer, "best_restart": best,
-                                    "final_loss": final, "evaluations": evals, "steps": steps,
-                                    "population": population if self.optimizer == "cma" else None,
-                                    "generator": self.generator if isinstance(self.generator, str)
-                                    else type(self.generator).__name__})
+            for target, (labels, _) in zip(targets, resolved):
+                loss = self.objective(model, generator, target, labels, shape)
+                runs = [self._search(loss, b, d, self.seed + 1000 * k, steps, population, progress, device)
+                        for k in range(r)]
+                best = min(range(len(runs)), key=lambda k: runs[k][1])
+                picks.append((*runs[best], best, steps * per_step * r))
+        recs = []
+        for (labels, how), (z_best, final, history, best, evals) in zip(resolved, picks):
+            with torch.no_grad():
+                x = generator(z_best.reshape(b, d).to(device), generator.label_to_class(labels))
+            recs.append(Reconstruction(x.reshape(b, *shape), labels, history, info={
+                "labels_from": how, "optimizer": self.optimizer, "best_restart": best, "final_loss": final,
+                "evaluations": evals, "steps": steps,
+                "population": population if self.optimizer == "cma" else None, "generator": name}))
+        return recs
 
     def _steps(self, population: int) -> int:
         """Generations (cma), evaluations (bo) or steps per restart (adam) for the budget."""
@@ -232,12 +264,13 @@ class GGL(Attack):
         return max(1, self.evaluations // (per_step * self.restarts))  # the budget is a cap
 
     def _search(self, loss: Callable[[torch.Tensor], torch.Tensor], b: int, d: int, seed: int, steps: int,
-                population: int, progress: Progress | None) -> tuple[torch.Tensor, float, list[float]]:
+                population: int, progress: Progress | None,
+                device: torch.device) -> tuple[torch.Tensor, float, list[float]]:
         """One gradient-free run (CMA-ES or TuRBO); returns the best latent, its loss and history."""
 
-        def batch_loss(flat: torch.Tensor) -> torch.Tensor:
+        def batch_loss(flat: torch.Tensor) -> torch.Tensor:  # candidates live on the CPU, losses come back
             with torch.no_grad():
-                return loss(flat.reshape(-1, b, d)).detach()
+                return loss(flat.to(device).reshape(-1, b, d)).detach().cpu()
 
         if self.optimizer == "bo":
             z, f, hist = turbo_minimise(batch_loss, b * d, lb=-2.0, ub=2.0, max_evals=steps,

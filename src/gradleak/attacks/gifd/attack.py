@@ -15,7 +15,8 @@ step. Stage k optimises the input feature ``h_k`` of ``G_k``, started at ``G_{k-
 of the same restart, projected after each step onto the l1 ball of radius ``r_k`` around its
 start (radii grow with depth). Loss: ``1 − cos(T(∇θ L(x̂, y)), g*) + α_TV·TV(x̂) + α_norm·‖x̂‖₂/(HW)``
 with Adam at lr 0.1 under a warm-up + cosine ramp restarted every stage. Restarts are
-independent chains, all run as one batch (each chain holds the client's B images). After each
+independent chains, all run as one batch (each chain holds the client's B images; in ``run_many``
+every client's chains join the batch, after each client's own label mapping). After each
 stage every restart is scored by the gradient loss alone; the output is the stage and restart
 with the lowest score (the official code returns the *last* restart's image — fixed here).
 
@@ -48,6 +49,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,13 +62,15 @@ from torch import nn
 from gradleak.attacks.base import Attack
 from gradleak.attacks.gifd.l1_ball import project_to_ball_around
 from gradleak.attacks.gifd.label_map import map_labels, parse_label_map
+from gradleak.core.device import model_device
 from gradleak.core.errors import ConfigError
 from gradleak.core.seeding import attack_generator
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction, TrialTransform
 from gradleak.generative.base import Generator, check_compatible
 from gradleak.generative.hub import load_generator
-from gradleak.inversion.gradients import observed_gradient, trial_gradients
-from gradleak.inversion.losses import cosine_distance
+from gradleak.inversion.gradients import TrialGradients, observed_gradient
+from gradleak.inversion.losses import GradientDistance
+from gradleak.inversion.optimize import PROGRESS_CALLS, Adam
 from gradleak.inversion.priors import total_variation
 from gradleak.labels.resolve import resolve_labels
 
@@ -147,6 +151,7 @@ class GIFD(Attack):
     takes_labels = True
     needs_prior = True
     supports_adaptive = True
+    batches_clients = True
     progress_unit = "steps, all stages"
 
     def __init__(self, *, generator: str | Generator = "mnist-dcgan", steps: int = 1000,
@@ -179,47 +184,61 @@ class GIFD(Attack):
         self.tv, self.norm, self.label_map, self.map_steps = tv, norm, label_map, map_steps
         self.labels, self.seed, self.transform = labels, seed, transform
 
-    def reconstruct(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
-                    progress: Progress | None = None) -> Reconstruction:
-        res = self.search(model, update, shape=shape, progress=progress)
-        return Reconstruction(res.stage_images[res.best_stage], res.labels, res.history, info=res.info)
+    def reconstruct_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
+                         progress: Progress | None = None) -> list[Reconstruction]:
+        return [Reconstruction(res.stage_images[res.best_stage], res.labels, res.history, info=res.info)
+                for res in self.search_many(model, updates, shape=shape, progress=progress)]
 
     def search(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
                progress: Progress | None = None) -> GIFDResult:
         """Run every stage and return the per-stage results (``reconstruct`` keeps the best)."""
+        return self.search_many(model, [update], shape=shape, progress=progress)[0]
+
+    def search_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
+                    progress: Progress | None = None) -> list[GIFDResult]:
+        """:meth:`search` for several clients (same batch size): label mapping per client, then every
+        client's chains as one batch (client-major rows), each client's results its own."""
+        device = model_device(model)
         gen = load_generator(self.generator)
+        if model_device(gen) != device:
+            gen = copy.deepcopy(gen).to(device)
         check_compatible(gen, shape)  # classes are mapped, so only the image shape must fit
         stages = self.stages if self.stages is not None else tuple(range(gen.num_stages))
         if stages[-1] >= gen.num_stages or len(self.radii) < max(stages):
             raise ConfigError(f"gifd: the generator has stages 0..{gen.num_stages - 1} and needs a radius for "
                               f"each searched stage >= 1; got stages {list(stages)}, {len(self.radii)} radii")
         shape = tuple(int(s) for s in shape)
-        target = observed_gradient(model, update)
-        labels, how = resolve_labels(model, update, self.labels, shape=shape)
-        b, r = update.num_examples, self.restarts
-        rng = attack_generator(self.seed)
-        mapping_evals = [0]
+        n, b, r = len(updates), updates[0].num_examples, self.restarts
+        targets = [observed_gradient(model, u) for u in updates]
+        resolved = [resolve_labels(model, u, self.labels, shape=shape) for u in updates]
+        starts, classes, map_infos, mapping_evals = [], [], [], [0] * n
+        for c, (target, (labels, _)) in enumerate(zip(targets, resolved)):  # each client: own seeded map and starts
+            rng = attack_generator(self.seed)
+            one = self._grad_loss(model, [target], labels[None], b, shape)
 
-        def grad_loss(x: torch.Tensor, n: int) -> torch.Tensor:
-            trial = trial_gradients(model, x.reshape(n, b, *shape), labels.expand(n, b), self.transform)
-            return cosine_distance(trial, target)
+            def class_scores(cands: torch.Tensor, one=one, rng=rng, c=c) -> torch.Tensor:  # short latent search
+                reps = max(1, min(2, r))
+                cls = cands.to(device).repeat_interleave(reps, 0).reshape(-1)
+                z = torch.randn((cls.numel(), gen.latent_dim), generator=rng).to(device)
+                z, _, _ = self._stage(gen, 0, z, cls, None, one, cls.numel() // b, self.map_steps, None)
+                mapping_evals[c] += (self.map_steps + 1) * (cls.numel() // b)
+                with torch.enable_grad():
+                    loss = one(gen(z, cls).detach(), cls.numel() // b).detach()
+                return loss.reshape(-1, reps).min(1).values.cpu()
 
-        def class_scores(cands: torch.Tensor) -> torch.Tensor:  # short latent search per candidate
-            reps = max(1, min(2, r))
-            cls = cands.repeat_interleave(reps, 0).reshape(-1)
-            z = torch.randn((cls.numel(), gen.latent_dim), generator=rng)
-            z, _, _ = self._stage(gen, 0, z, cls, None, grad_loss, cls.numel() // b, self.map_steps, None)
-            mapping_evals[0] += (self.map_steps + 1) * (cls.numel() // b)
-            with torch.enable_grad():
-                loss = grad_loss(gen(z, cls).detach(), cls.numel() // b).detach()
-            return loss.reshape(-1, reps).min(1).values
-
-        classes, map_info = map_labels(labels, gen, self.label_map, class_scores)
-        cls = classes.repeat(r)  # chain-major: (R*B,)
-        h = torch.randn((r * b, gen.latent_dim), generator=rng)
-        at, images, losses, history, total = 0, {}, {}, [], self.steps * len(stages)
-        evals = mapping_evals[0]  # the mapping's latent searches count towards the budget
-        best_restarts, ball_use = {}, {}
+            found, info = map_labels(labels.cpu(), gen, self.label_map, class_scores)  # bookkeeping on the CPU
+            classes.append(found.to(device))
+            map_infos.append(info)
+            starts.append(torch.randn((r * b, gen.latent_dim), generator=rng).to(device))
+        grad_loss = self._grad_loss(model, targets, torch.stack([lab for lab, _ in resolved]), b, shape)
+        cls = torch.cat([c.repeat(r) for c in classes])  # client-major, chain-major: (N*R*B,)
+        h = torch.cat(starts)
+        at, total = 0, self.steps * len(stages)
+        images: list[dict] = [{} for _ in range(n)]
+        losses: list[dict] = [{} for _ in range(n)]
+        best_restarts: list[dict] = [{} for _ in range(n)]
+        ball_use: list[dict] = [{} for _ in range(n)]
+        history: list[list[float]] = [[] for _ in range(n)]
         for i, k in enumerate(stages):
             with torch.no_grad():
                 for j in range(at, k):
@@ -227,7 +246,8 @@ class GIFD(Attack):
             at = k
             radius = None
             if k > 0:
-                scale = h.flatten(1).abs().sum(1) if self.radius_mode == "relative" else torch.ones(len(h))
+                scale = h.flatten(1).abs().sum(1) if self.radius_mode == "relative" else torch.ones(
+                    len(h), device=device)
                 radius = self.radii[k - 1] * scale
 
             def report(step: int, loss: float, offset: int = i * self.steps) -> None:
@@ -235,52 +255,70 @@ class GIFD(Attack):
                     progress(offset + step, total, loss)
 
             start = h
-            h, hist, x = self._stage(gen, k, h, cls, radius, grad_loss, r, self.steps, report)
-            if radius is not None:
-                ball_use[k] = float(((h - start).flatten(1).abs().sum(1) / radius.clamp(min=1e-12)).max())
-            history += hist
-            evals += self.steps * r
+            h, hist, x = self._stage(gen, k, h, cls, radius, grad_loss, n * r, self.steps, report)
             with torch.enable_grad():
-                score = torch.nan_to_num(grad_loss(x, r).detach(), nan=float("inf"))
-            best_restarts[k] = int(score.argmin())
-            images[k] = x.reshape(r, b, *shape)[best_restarts[k]].clamp(0, 1)
-            losses[k] = [float(v) for v in score]
-        best_stage = min(losses, key=lambda k: min(losses[k]))
-        best_restart = best_restarts[best_stage]
-        info = {"labels_from": how, **map_info, "stage_losses": {str(k): v for k, v in losses.items()},
-                "best_stage": best_stage, "best_restart": best_restart,
-                "final_loss": losses[best_stage][best_restart], "evaluations": evals,
-                "mapping_evaluations": mapping_evals[0], "ball_use": ball_use,
-                "generator": self.generator if isinstance(self.generator, str) else type(self.generator).__name__}
-        return GIFDResult(labels, classes, images, losses, best_stage, best_restart, history, ball_use, info)
+                score = torch.nan_to_num(grad_loss(x, n * r).detach(), nan=float("inf")).cpu()
+            hist = torch.nan_to_num(hist, nan=float("inf"))
+            used = None if radius is None else ((h - start).flatten(1).abs().sum(1) / radius.clamp(min=1e-12)).cpu()
+            for c in range(n):
+                rows = slice(c * r, (c + 1) * r)
+                if used is not None:
+                    ball_use[c][k] = float(used[c * r * b:(c + 1) * r * b].max())
+                history[c] += hist[:, rows].min(1).values.tolist()
+                best_restarts[c][k] = int(score[rows].argmin())
+                images[c][k] = x.reshape(n * r, b, *shape)[c * r + best_restarts[c][k]].clamp(0, 1)
+                losses[c][k] = [float(v) for v in score[rows]]
+        results = []
+        for c, (labels, how) in enumerate(resolved):
+            best_stage = min(losses[c], key=lambda k, c=c: min(losses[c][k]))
+            best_restart = best_restarts[c][best_stage]
+            info = {"labels_from": how, **map_infos[c],
+                    "stage_losses": {str(k): v for k, v in losses[c].items()},
+                    "best_stage": best_stage, "best_restart": best_restart,
+                    "final_loss": losses[c][best_stage][best_restart],
+                    # the mapping's latent searches count towards the budget
+                    "evaluations": mapping_evals[c] + self.steps * r * len(stages),
+                    "mapping_evaluations": mapping_evals[c], "ball_use": ball_use[c],
+                    "generator": self.generator if isinstance(self.generator, str) else type(self.generator).__name__}
+            results.append(GIFDResult(labels, classes[c], images[c], losses[c], best_stage, best_restart,
+                                      history[c], ball_use[c], info))
+        return results
+
+    def _grad_loss(self, model: nn.Module, targets: list, labels: torch.Tensor, b: int,
+                   shape: tuple[int, ...]) -> Any:
+        """``loss(x (rows·B, C, H, W), rows) -> (rows,)``: each row's cosine distance to its client's target."""
+        trial, dist = TrialGradients(model, self.transform), GradientDistance(targets, "cosine")
+
+        def grad_loss(x: torch.Tensor, rows: int) -> torch.Tensor:
+            y = labels.repeat_interleave(rows // len(targets), 0)
+            return dist(trial(x.reshape(rows, b, *shape), y))
+
+        return grad_loss
 
     def _stage(self, gen: Generator, k: int, h0: torch.Tensor, cls: torch.Tensor, radius: torch.Tensor | None,
-               grad_loss: Any, n: int, steps: int, report: Any) -> tuple[torch.Tensor, list[float], torch.Tensor]:
-        """Optimise the input of stage ``k`` for ``steps``; return it, the loss history, its images."""
+               grad_loss: Any, n: int, steps: int, report: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Optimise the input of stage ``k`` for ``steps``; return it, each row's loss per step, its images."""
         center = h0.detach()
         norm0 = center.norm(dim=-1, keepdim=True) if k == 0 else None
         h = center.clone().requires_grad_(True)
-        opt = torch.optim.Adam([h], lr=self.lr)
+        opt = Adam(h)
         hw = gen.image_shape[-1] * gen.image_shape[-2]
-        history = []
+        history = torch.empty((steps, n), device=h.device)
+        every = max(1, steps // PROGRESS_CALLS)
         for step in range(steps):
-            for group in opt.param_groups:
-                group["lr"] = self.lr * ramp(step / steps)
             x = gen.forward_from(k, h, cls)
             x5 = x.reshape(n, -1, *x.shape[1:])
             loss = grad_loss(x, n) + self.tv * total_variation(x5) + self.norm * x5.flatten(2).norm(dim=2).mean(1) / hw
             (g,) = torch.autograd.grad(loss.sum(), [h])
-            h.grad = g
-            opt.step()
+            opt.step(g, self.lr * ramp(step / steps))
             with torch.no_grad():
+                history[step] = loss
                 if k == 0:
                     h.copy_(sphere(h, norm0))
                 elif radius is not None:
                     h.copy_(project_to_ball_around(h, center, radius))
-            best = float(torch.nan_to_num(loss.detach(), nan=float("inf")).min())
-            history.append(best)
-            if report is not None:
-                report(step + 1, best)
+            if report is not None and ((step + 1) % every == 0 or step + 1 == steps):
+                report(step + 1, float(torch.nan_to_num(history[step], nan=float("inf")).min()))
         with torch.no_grad():
             x = gen.forward_from(k, h.detach(), cls)
-        return h.detach(), history, x
+        return h.detach(), history.cpu(), x

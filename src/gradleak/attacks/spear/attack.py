@@ -46,6 +46,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -146,6 +147,7 @@ class Spear(Attack):
     }
     default_tuned_on = ("not tuned on a scored split: hybrid proposals and tolerances were developed in "
                         "issue 6; every output is checked by the exact kernel test")
+    cpu_only = True  # its sampling and selection are CPU linear algebra (float64); the update is moved there
     takes_labels = True
     exact = True
     progress_unit = "sampled row subsets"
@@ -182,11 +184,11 @@ class Spear(Attack):
         self._factors: tuple | None = None
 
     def run(self, model: nn.Module, update: ClientUpdate, *, shape: Sequence[int],
-            progress: Progress | None = None) -> Reconstruction:
+            progress: Progress | None = None, device: Any = None) -> Reconstruction:
         """``Attack.run``; the budget counts from here (the SVD in ``check`` included)."""
         self._started, self._factors = time.perf_counter(), None
         try:
-            return super().run(model, update, shape=shape, progress=progress)
+            return super().run(model, update, shape=shape, progress=progress, device=device)
         finally:
             self._started, self._factors = None, None
 

@@ -168,8 +168,8 @@ def build_server_app(cfg: DemoConfig | None = None, *, store: Any = None, truth_
                                      truth=truth_from_dir(where) if where else None, collect_truth=c.record_truth,
                                      wait=c.wait, pool=c.pool, workers=c.workers,
                                      attack_seconds=c.attack_seconds or None, round_seconds=c.round_seconds or None,
-                                     seed=c.seed, run_info={"dataset": c.dataset, "model": c.model,
-                                                            "defenses": list(c.defenses)})
+                                     seed=c.seed, device=c.device,
+                                     run_info={"dataset": c.dataset, "model": c.model, "defenses": list(c.defenses)})
             strategy.facts.update(config=asdict(c), accuracy=accuracy)
             if sink is not None:
                 sink["strategy"] = strategy

@@ -53,6 +53,7 @@ class DemoConfig:
         compare_plain: first train the same federation with plain FedAvg (same seed, same
             initial model) and report how far the audited run's final model is from it.
         seed: data partition, model initialisation, local shuffling, attack starts.
+        device: where the server's attacks run (``auto``, ``cpu``, ``cuda``, ...).
     """
 
     rounds: int = 3
@@ -79,6 +80,7 @@ class DemoConfig:
     record_truth: bool = True
     compare_plain: bool = False
     seed: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be >= 1, got {getattr(self, name)}"

@@ -85,7 +85,8 @@ class AuditExecutor:
         fn: the job function (module-level and picklable for the process pool).
         pool: ``thread`` or ``process``.
         workers: jobs running at once.
-        attack_seconds: per-job budget from when a worker takes it (``None``: none).
+        attack_seconds: per-job budget from when a worker takes it (``None``: none); a payload with
+            ``budget_units`` (a batched round) gets that many budgets.
         round_seconds: per-round budget from when the round is submitted (``None``: none).
         on_outcome: ``on_outcome(job, outcome)``, once per job.
         on_round: ``on_round(round)``, once the last job of a round is resolved.
@@ -271,8 +272,9 @@ class AuditExecutor:
         return None
 
     def _over_budget(self, job: Job, now: float) -> str:
-        if self.attack_seconds is not None and now - (job.started or now) > self.attack_seconds:
-            return f"over the per-attack budget of {self.attack_seconds:g} s"
+        units = int(getattr(job.payload, "budget_units", 1))  # a batched round: one budget per update
+        if self.attack_seconds is not None and now - (job.started or now) > self.attack_seconds * units:
+            return f"over the per-attack budget of {self.attack_seconds:g} s" + (f" x {units}" if units > 1 else "")
         deadline = self._deadline.get(job.round)
         if deadline is not None and now > deadline:
             return f"still running when the round's audit budget ({self.round_seconds:g} s) was spent"

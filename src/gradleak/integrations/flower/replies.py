@@ -145,3 +145,14 @@ def read_update(reply: Any, sent: dict[str, torch.Tensor], config: Mapping[str, 
     update = ClientUpdate.from_weights({k: before[k].float() for k in params}, {k: after[k].float() for k in params},
                                        n, local, buffers=buffers or None, meta=dict(meta))
     return update, before
+
+
+def select_replies(replies: list[Any], clients: int | Any | None) -> list[Any]:
+    """The replies to audit, by node id: all (``None``), the first ``k`` (an int) or those in a collection."""
+    ordered = sorted(replies, key=lambda m: int(m.metadata.src_node_id))
+    if clients is None:
+        return ordered
+    if isinstance(clients, int):
+        return ordered[:clients]
+    chosen = {int(c) for c in clients}
+    return [m for m in ordered if int(m.metadata.src_node_id) in chosen]

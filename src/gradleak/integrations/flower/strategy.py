@@ -2,7 +2,8 @@
 
 :class:`AuditStrategy` wraps any strategy of Flower's Message API (``flwr`` 1.41). Each round it
 keeps a copy of the arrays and train config it sends to every node; it queues one attack per
-reply on a bounded pool (:mod:`~gradleak.integrations.flower.executor`) — the weight delta is
+reply on a bounded pool (:mod:`~gradleak.integrations.flower.executor`; an attack that batches
+clients gets the whole round as one ``run_many`` job, on ``device``) — the weight delta is
 reply − sent, the clients' local training is read from the config the server itself sent — and
 hands the very same reply objects to the inner strategy (whose aggregate is returned, bit for bit).
 
@@ -35,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradleak.core.device import resolve_device
 from gradleak.core.errors import ConfigError
 from gradleak.core.types import GroundTruth, LocalTraining
 from gradleak.integrations.flower.applicability import (
@@ -43,7 +45,7 @@ from gradleak.integrations.flower.applicability import (
     refuse_inapplicable,
     refuse_old_api,
 )
-from gradleak.integrations.flower.attackjob import AttackJob, run_attack
+from gradleak.integrations.flower.attackjob import AttackJob, RoundJob, run_job, split_outcome
 from gradleak.integrations.flower.clientinfo import client_info, unpack_truth
 from gradleak.integrations.flower.executor import AuditExecutor, Job, Outcome
 from gradleak.integrations.flower.progress import LOGGER as log
@@ -55,6 +57,7 @@ from gradleak.integrations.flower.replies import (
     local_training_from_config,
     read_update,
     require_flwr,
+    select_replies,
     to_tensors,
 )
 from gradleak.integrations.flower.store import AuditFolderStore, AuditMemoryStore, AuditRecord, AuditSQLiteStore
@@ -94,6 +97,7 @@ class AuditStrategy:
             named attack that takes it (spear) unless set in ``attack_options``.
         round_seconds: budget per round for all its attacks (``None``: none).
         seed: the attack's seed.
+        device: where the attacks run (``auto``, ``cpu``, ``cuda``, ...; default the CPU).
         run_info: extra facts written into every record's config (e.g. dataset and model names).
     """
 
@@ -104,7 +108,7 @@ class AuditStrategy:
                  truth: TruthHook | None = None, collect_truth: bool = False, wait: bool = False,
                  pool: str = "thread", workers: int = 1, attack_seconds: float | None = 300.0,
                  round_seconds: float | None = None, seed: int = 0,
-                 run_info: Mapping[str, Any] | None = None) -> None:
+                 run_info: Mapping[str, Any] | None = None, device: Any = None) -> None:
         flwr = require_flwr()
         refuse_old_api(inner)
         flwr.serverapp.strategy.Strategy.register(type(self))
@@ -117,21 +121,21 @@ class AuditStrategy:
         self.rounds = None if rounds is None else set(rounds)
         self.clients, self.wait, self.collect_truth = clients, wait, collect_truth
         self.mode, self.local_training, self.truth, self.seed = mode, local_training, truth, seed
+        self.device = None if device is None else resolve_device(device)
         self.config_keys = {**CONFIG_KEYS, **(config_keys or {})}
-        if store is None:
-            store = AuditMemoryStore()
-        elif isinstance(store, (str, Path)):
+        if isinstance(store, (str, Path)):
             sqlite = Path(store).suffix in (".sqlite", ".db", ".sqlite3")
             store = AuditSQLiteStore(store) if sqlite else AuditFolderStore(store)
-        self.store = store
+        self.store = AuditMemoryStore() if store is None else store
         self._config = {"attack": getattr(self.attack, "name", type(self.attack).__name__),
                         "attack_options": options, "shape": list(self.shape), "mode": mode, "seed": seed,
                         "model": type(model).__name__, "labels": "auto", "defenses": [],
                         "pool": pool, "workers": workers, "attack_seconds": attack_seconds,
-                        "round_seconds": round_seconds, "wait": wait, **dict(run_info or {})}
+                        "round_seconds": round_seconds, "wait": wait, "device": str(self.device or "cpu"),
+                        **dict(run_info or {})}
         if pool == "process":
             check_picklable(self.attack, self.model)
-        self._executor = AuditExecutor(run_attack, pool=pool, workers=workers, attack_seconds=attack_seconds,
+        self._executor = AuditExecutor(run_job, pool=pool, workers=workers, attack_seconds=attack_seconds,
                                        round_seconds=round_seconds, on_outcome=self._on_outcome,
                                        on_round=self._round_done)
         self._sent: dict[tuple[int, int], tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
@@ -268,19 +272,10 @@ class AuditStrategy:
                 config.update(dict(record))
             self._sent[(server_round, int(msg.metadata.dst_node_id))] = (cache[key], config)
 
-    def _selected(self, replies: list[Any]) -> list[Any]:
-        ordered = sorted(replies, key=lambda m: int(m.metadata.src_node_id))
-        if self.clients is None:
-            return ordered
-        if isinstance(self.clients, int):
-            return ordered[:self.clients]
-        chosen = {int(c) for c in self.clients}
-        return [m for m in ordered if int(m.metadata.src_node_id) in chosen]
-
     def _prepare(self, server_round: int, replies: list[Any]) -> list[tuple[Any, AttackJob]]:
         jobs: list[tuple[Any, AttackJob]] = []
         weight_key = getattr(self.inner, "weighted_by_key", "num-examples")
-        for reply in self._selected(replies):
+        for reply in select_replies(replies, self.clients):
             node = int(reply.metadata.src_node_id)
             record = AuditRecord(server_round, node, "ok", attack=self._config["attack"], config=self._config)
             try:
@@ -302,7 +297,9 @@ class AuditStrategy:
             record.local_training = vars(update.local_training) if update.local_training else None
             self._queued[(server_round, node)] = record
             jobs.append(((server_round, node), AttackJob(self.attack, self.model, state, update, self.shape,
-                                                         self.mode == "train")))
+                                                         self.mode == "train", self.device)))
+        if len(jobs) > 1 and getattr(self.attack, "batches_clients", False):  # the round in one batched pass
+            return [((server_round, "round"), RoundJob([k for k, _ in jobs], [j for _, j in jobs]))]
         return jobs
 
     def _submit(self, server_round: int, jobs: list[tuple[Any, AttackJob]]) -> None:
@@ -310,13 +307,14 @@ class AuditStrategy:
             backlog = self._executor.backlog()
             self._executor.submit(server_round, jobs)
         except Exception as err:  # e.g. the audit was closed: record them, never raise into training
-            for key, _ in jobs:
-                record = self._queued.pop(key)
+            for one in [k for key, job in jobs for k in getattr(job, "keys", [key])]:
+                record = self._queued.pop(one)
                 record.status, record.reason = "failed", f"the attack could not be queued: {err}"
                 self._store(record)
             jobs = []
         else:
-            log.info("gradleak audit: round %d: %d update(s) queued for %s%s", server_round, len(jobs),
+            count = sum(len(getattr(job, "keys", [key])) for key, job in jobs)
+            log.info("gradleak audit: round %d: %d update(s) queued for %s%s", server_round, count,
                      self._config["attack"], f" ({backlog} still queued or running from earlier rounds)"
                      if backlog else "")
         if not jobs:
@@ -340,7 +338,11 @@ class AuditStrategy:
             self._truths[(server_round, node)] = truth
 
     def _on_outcome(self, job: Job, outcome: Outcome) -> None:
-        record = self._queued.pop(job.key)
+        for key, one in split_outcome(job, outcome):  # a batched round: one outcome per update
+            self._record(key, one)
+
+    def _record(self, key: Any, outcome: Outcome) -> None:
+        record = self._queued.pop(key)
         record.status, record.reason, record.seconds = outcome.status, outcome.reason, outcome.seconds
         if outcome.status == "ok":
             rec = outcome.result
