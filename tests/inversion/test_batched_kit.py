@@ -10,7 +10,7 @@ from gradleak.core.registry import create_attack
 from gradleak.fl import fedsgd_update
 from gradleak.inversion.gradients import TrialGradients
 from gradleak.inversion.lbfgs import Tolerances, lbfgs_minimise
-from gradleak.inversion.losses import MANY_ROWS, GradientDistance, _Cosine, cosine_distance, l2_distance
+from gradleak.inversion.losses import GradientDistance, cosine_distance, l2_distance
 from gradleak.inversion.optimize import lr_schedule, optimise_inputs
 from gradleak.inversion.schedules import step_decay
 from gradleak.models import build_model
@@ -124,39 +124,6 @@ def test_gradient_distance_matches_the_per_tensor_distances_client_by_client():
         got = GradientDistance(targets, kind)(trial)
         want = torch.cat([ref([t[3 * i:3 * i + 3] for t in trial], targets[i]) for i in range(2)])
         assert torch.allclose(got, want, atol=1e-5), kind
-
-
-def test_many_row_cosine_equals_the_concatenated_one_with_its_gradient():
-    gen = torch.Generator().manual_seed(2)
-    shapes = [(4, 1, 3, 3), (4,), (10, 6)]
-    n, r = 3, 4
-    assert n * r >= MANY_ROWS  # the tensor-by-tensor path
-    targets = [[torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes] for _ in range(n)]
-    trial = [torch.randn(n * r, *s, generator=gen, dtype=torch.float64) for s in shapes]
-    for t in trial:
-        t[5] = 0.0  # a row whose gradient vanishes (distance 1): both paths treat it alike
-        t.requires_grad_(True)
-    dist = GradientDistance(targets, "cosine")
-    got = dist(trial)
-    flat = torch.cat([t.reshape(n * r, -1) for t in trial], 1).view(n, r, -1)
-    want = _Cosine.apply(flat, dist.flat, dist.sq_norm, dist.eps).reshape(n * r)
-    assert torch.allclose(got, want, atol=1e-12) and float(got[5]) == 1.0
-    weights = torch.randn(n * r, generator=gen, dtype=torch.float64)
-    for a, b in zip(torch.autograd.grad((got * weights).sum(), trial),
-                    torch.autograd.grad((want * weights).sum(), trial)):
-        assert a.is_contiguous() and torch.allclose(a, b, atol=1e-12)
-
-
-def test_ig_run_many_over_many_rows_equals_separate_runs():
-    model = build_model("convnet", shape=(1, 8, 8), num_classes=10, seed=0)
-    gen = torch.Generator().manual_seed(3)
-    updates = [fedsgd_update(model, torch.rand(1, 1, 8, 8, generator=gen), torch.tensor([c]), labels_leak=True)
-               for c in (1, 7)]
-    attack = create_attack("ig", steps=5, restarts=4)  # 2 clients x 4 restarts: MANY_ROWS rows
-    for update, rec in zip(updates, attack.run_many(model, updates, shape=(1, 8, 8))):
-        alone = attack.run(model, update, shape=(1, 8, 8))
-        assert float((rec.inputs - alone.inputs).abs().max()) < 1e-4
-        assert rec.loss_history == pytest.approx(alone.loss_history, rel=1e-4, abs=1e-6)
 
 
 def test_trial_gradients_leave_parameter_grads_alone_and_rows_equal_singles():

@@ -39,10 +39,6 @@ def cosine_distance(trial: GradList, target: GradList, eps: float = 1e-12) -> to
 
 DISTANCES = {"l2": l2_distance, "cosine": cosine_distance}
 
-MANY_ROWS = 8
-"""From this many trial rows on, the cosine works tensor by tensor (no concatenated copy of every
-row's gradient, nor of its gradient back; measured faster at 16 rows, slower at 1 on the CPU)."""
-
 
 class GradientDistance:
     """A gradient distance to fixed targets, one per client, for trial rows grouped by client.
@@ -74,14 +70,9 @@ class GradientDistance:
         self.flat = torch.stack([torch.cat([t.detach().reshape(-1) for t in g]) for g in targets])  # (N, P)
         self.sq_norm = torch.linalg.vecdot(self.flat, self.flat)  # (N,)
         self.scale = 1.0 / len(targets[0]) if mean_over_tensors else 1.0
-        # per tensor, as (N, P_i, 1) columns: the many-row cosine reads them without concatenating
-        self.columns = [torch.stack([g[i].detach().reshape(-1) for g in targets])[..., None]
-                        for i in range(len(targets[0]))]
 
     def __call__(self, trial: GradList) -> torch.Tensor:
         k, n = trial[0].shape[0], self.flat.shape[0]
-        if self.kind == "cosine" and k >= MANY_ROWS:
-            return _CosinePerTensor.apply(self.sq_norm, self.eps, len(trial), *self.columns, *trial)
         g = torch.cat([t.reshape(k, -1) for t in trial], 1).view(n, k // n, -1)   # (N, R, P)
         if self.kind == "l2":
             return _SquaredL2.apply(g, self.flat).reshape(k) * self.scale
@@ -124,42 +115,3 @@ class _SquaredL2(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (diff,) = ctx.saved_tensors
         return diff * (2 * grad)[..., None], None
-
-
-class _CosinePerTensor(torch.autograd.Function):
-    """:class:`_Cosine` over the gradient list as it is: rows ``(K, ...)`` per tensor against ``(N, P_i, 1)``.
-
-    Dot products and squared norms are batched matrix products (nothing of the rows' size is
-    written forward); the gradient of each tensor comes back contiguous, in its own shape.
-    """
-
-    @staticmethod
-    def forward(ctx, t_sq: torch.Tensor, eps: float, m: int, *tensors: torch.Tensor) -> torch.Tensor:
-        ts, gs = tensors[:m], tensors[m:]
-        k, n = gs[0].shape[0], t_sq.shape[0]
-        dot = torch.zeros((n, k // n, 1), dtype=gs[0].dtype, device=gs[0].device)
-        g_sq = torch.zeros((k, 1, 1), dtype=gs[0].dtype, device=gs[0].device)
-        for t, g in zip(ts, gs):
-            dot.baddbmm_(g.reshape(n, k // n, -1), t)
-            flat = g.reshape(k, 1, -1)
-            g_sq.baddbmm_(flat, flat.transpose(1, 2))
-        g_sq = g_sq.view(n, k // n, 1)
-        root = torch.sqrt(g_sq * t_sq.view(n, 1, 1))
-        den = root + eps
-        ctx.save_for_backward(t_sq, dot, root, den, *tensors)
-        ctx.m = m
-        return (1 - dot / den).reshape(k)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        t_sq, dot, root, den, *tensors = ctx.saved_tensors
-        m = ctx.m
-        n, r = dot.shape[:2]
-        grad = grad.view(n, r, 1)
-        on_t = -grad / den
-        on_g = torch.where(root > 0, grad * dot * t_sq.view(n, 1, 1) / (den * den * root.clamp_min(1e-300)),
-                           torch.zeros_like(root))
-        outs = [torch.addcmul(on_g * g.reshape(n, r, -1), on_t, t.transpose(1, 2)).reshape(g.shape)
-                for t, g in zip(tensors[:m], tensors[m:])]
-        return (None, None, None, *([None] * m), *outs)

@@ -112,8 +112,7 @@ def _layer_grads(m: nn.Module, a: torch.Tensor, d: torch.Tensor, k: int) -> list
         if per > 1:  # the row's samples side by side: one product per row
             u = u.reshape(k, per, *u.shape[1:]).permute(0, 2, 1, 3).reshape(k, u.shape[1], -1)
             d_r = d_r.reshape(k, per, *d_r.shape[1:]).permute(0, 2, 1, 3).reshape(k, d_r.shape[1], -1)
-        # (patches × δᵀ)ᵀ: its gradient w.r.t. the patches comes back contiguous (no copy before col2im)
-        out = [torch.bmm(u, d_r.transpose(1, 2)).transpose(1, 2)]
+        out = [torch.bmm(d_r, u.transpose(1, 2))]
         return out + ([d_r.sum(2)] if m.bias is not None else [])
     if isinstance(m, _BN):
         shape = (1, -1) + (1,) * (a.dim() - 2)
