@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gradleak.cli.output import print_summary, progress_bar
+from gradleak.core.errors import ConfigError
 from gradleak.core.jsonable import to_jsonable
 from gradleak.core.options import parse_pairs
 
@@ -70,11 +71,11 @@ def scenario_from_args(args: argparse.Namespace) -> Any:
     attack_options = parse_pairs(args.param, "attack parameter")
     for key in ("steps", "restarts", "label_map"):
         if getattr(args, key, None) is not None:
-            attack_options[key] = getattr(args, key)
+            _set_once(attack_options, key, getattr(args, key), f"--{key.replace('_', '-')}", "-p")
     dataset_options = {"data_dir": args.data_dir} if args.data_dir else {}
     model_options = parse_pairs(args.model_option, "model option")
     if args.norm is not None:
-        model_options["norm"] = args.norm
+        _set_once(model_options, "norm", args.norm, "--norm", "--model-option")
     return Scenario(
         attack=args.attack, dataset=args.dataset, model=args.model, batch_size=args.batch_size,
         label_mode=args.label_mode, protocol=args.protocol, local_lr=args.local_lr,
@@ -85,6 +86,12 @@ def scenario_from_args(args: argparse.Namespace) -> Any:
         model_state=args.model_state, checkpoint=args.checkpoint, share_buffers=args.share_bn_stats,
         adaptive=args.adaptive,
     )
+
+
+def _set_once(options: dict[str, Any], key: str, value: Any, flag: str, pairs: str) -> None:
+    if key in options:
+        raise ConfigError(f"{key} is set twice: {flag} {value} and {pairs} {key}={options[key]}; keep one")
+    options[key] = value
 
 
 def cmd_attack(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import platform
 import time
@@ -29,7 +30,8 @@ from gradleak.data import sample_batch
 from gradleak.defenses.adaptive import adaptive_transform
 from gradleak.defenses.pipeline import client_seed, defend, defense_metrics
 from gradleak.experiment.model_state import prepare_model
-from gradleak.experiment.runfolder import check_out_dir, image_grid, prepare_out_dir, save_tensors, write_json
+from gradleak.experiment.outputs import RunFolder
+from gradleak.experiment.runfolder import RUN_FILES, image_grid, json_text, tensor_bytes
 from gradleak.experiment.scenario import Scenario, build_attack
 from gradleak.fl import fedavg_update, fedsgd_update
 from gradleak.metrics import evaluate
@@ -46,11 +48,25 @@ def run_scenario(
     progress: Progress | None = None,
     save_tensor_file: bool = False,
 ) -> RunResult:
-    """Run one scenario; write the run folder when ``out_dir`` is given; return the result."""
+    """Run one scenario; write the run folder when ``out_dir`` is given; return the result.
+
+    Everything is checked before any work: the scenario, the attack's options and the run folder
+    (which is staged at once, so an unwritable path fails now, not after the attack). The folder
+    appears complete at the end or not at all (an error or Ctrl-C removes the staging).
+    """
     scenario.validate()
     attack = build_attack(scenario)
-    if out_dir is not None:
-        check_out_dir(out_dir, overwrite=overwrite)
+    folder = RunFolder(out_dir, overwrite=overwrite, files=RUN_FILES) if out_dir is not None else None
+    with folder if folder is not None else contextlib.nullcontext():
+        result = _run(scenario, attack, progress)
+        if folder is not None:
+            result.out_dir = str(folder.path)
+            write_run_folder(folder, result, save_tensor_file=save_tensor_file)
+            folder.commit()
+    return result
+
+
+def _run(scenario: Scenario, attack: Any, progress: Progress | None) -> RunResult:
     # untrained: the whole dataset; trained or a checkpoint: the held-out split (model_info says so)
     model, dataset, model_info = prepare_model(
         scenario.model, scenario.model_options, scenario.dataset, scenario.dataset_options,
@@ -74,17 +90,12 @@ def run_scenario(
     if scenario.adaptive:
         attack = build_attack(scenario, transform=adaptive_transform(model, update))
     rec = attack.run(model, update, shape=dataset.shape, progress=progress)
-    out = prepare_out_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
     scores = evaluate(rec, truth)
     metrics = {k: scores[k] for k in SUMMARY_METRICS}
     metrics.update(defense_metrics(defended, scores))
-    result = RunResult(scenario=asdict(scenario), metrics=metrics, per_image=scores["per_image"],
-                       matching=list(scores["matching"]), reconstruction=rec, truth=truth,
-                       seconds=rec.seconds, out_dir=str(out) if out is not None else None,
-                       model_state=model_info)
-    if out is not None:
-        write_run_folder(out, result, save_tensor_file=save_tensor_file)
-    return result
+    return RunResult(scenario=asdict(scenario), metrics=metrics, per_image=scores["per_image"],
+                     matching=list(scores["matching"]), reconstruction=rec, truth=truth,
+                     seconds=rec.seconds, out_dir=None, model_state=model_info)
 
 
 def reconstruction_png(rec: Reconstruction, truth: GroundTruth | None, matching: list[int] | None) -> bytes:
@@ -95,21 +106,21 @@ def reconstruction_png(rec: Reconstruction, truth: GroundTruth | None, matching:
     return buffer.getvalue()
 
 
-def write_run_folder(out: Path, result: RunResult, *, save_tensor_file: bool = False) -> None:
-    """Write ``config.json``, ``metrics.json``, ``reconstruction.png`` (and tensors) of a run."""
+def write_run_folder(folder: RunFolder, result: RunResult, *, save_tensor_file: bool = False) -> None:
+    """Stage ``config.json``, ``metrics.json``, ``reconstruction.png`` (and tensors) of a run."""
     rec, truth = result.reconstruction, result.truth
     config = {"scenario": result.scenario, "versions": {
         "gradleak": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    write_json(out / "config.json", config)
-    write_json(out / "metrics.json", {**result.summary(), "per_image": result.per_image,
-                                      "matching": result.matching, "info": rec.info,
-                                      "loss_history": rec.loss_history})
-    (out / "reconstruction.png").write_bytes(reconstruction_png(rec, truth, result.matching))
+    folder.write_bytes("config.json", json_text(config).encode())
+    folder.write_bytes("metrics.json", json_text({**result.summary(), "per_image": result.per_image,
+                                                  "matching": result.matching, "info": rec.info,
+                                                  "loss_history": rec.loss_history}).encode())
+    folder.write_bytes("reconstruction.png", reconstruction_png(rec, truth, result.matching))
     if save_tensor_file and truth is not None:
         order = result.matching
         tensors = {"truth_inputs": truth.inputs, "truth_labels": truth.labels,
                    "reconstruction": rec.inputs[order]}
         if rec.labels is not None:
             tensors["reconstructed_labels"] = rec.labels
-        save_tensors(out / "tensors.safetensors", tensors)
+        folder.write_bytes("tensors.safetensors", tensor_bytes(tensors))

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import importlib.util
 import logging
 import multiprocessing
 import os
@@ -34,7 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gradleak.core.errors import ConfigError, MissingDependencyError
+from gradleak.core.errors import ConfigError, MissingDependencyError, StoreBusyError
+from gradleak.core.limits import MAX_WORKERS
+from gradleak.sweep.workers import init_worker, sigint_blocked, terminate_pool
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
@@ -94,8 +97,7 @@ def run_local(tasks: list[dict[str, Any]], *, workers: int = 1,
 
     ``workers=0`` runs them one by one in this process (no isolation; for debugging and tests).
     """
-    if workers < 0:
-        raise ConfigError(f"--workers must be >= 0 (0 = in this process), got {workers}")
+    check_backend_options("local", workers, None, cpus_per_run)
     if workers == 0:
         for task in tasks:
             yield execute_run({**task, "threads": cpus_per_run})
@@ -104,14 +106,18 @@ def run_local(tasks: list[dict[str, Any]], *, workers: int = 1,
     pending = list(reversed(tasks))
     context = multiprocessing.get_context("spawn")
     while pending:
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        with sigint_blocked():
+            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker,
+                                          initargs=(os.getpid(),))
         running: dict[cf.Future[dict[str, Any]], dict[str, Any]] = {}
         broken = False
+        finished_cleanly = False
         try:
             while (pending or running) and not broken:
                 while pending and len(running) < 2 * workers:
                     task = pending.pop()
-                    running[pool.submit(execute_run, {**task, "threads": threads})] = task
+                    with sigint_blocked():  # submit may spawn a worker
+                        running[pool.submit(execute_run, {**task, "threads": threads})] = task
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     task = running.pop(future)
@@ -125,7 +131,10 @@ def run_local(tasks: list[dict[str, Any]], *, workers: int = 1,
                         result = _died(task, "the worker process died (out of memory or a crash)")
                     yield result
             pending.extend(running.values())  # in-flight runs lost with a broken pool run again
+            finished_cleanly = True
         finally:
+            if not finished_cleanly:  # Ctrl-C, an error, or the caller stopped early: no run outlives us
+                terminate_pool(pool)
             pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -136,22 +145,46 @@ def _ray_execute(task: dict[str, Any]) -> dict[str, Any]:
     return execute_run({**task, "threads": max(1, int(cpus))})
 
 
-def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address: str | None = None,
-            cpus_per_run: int | None = None) -> Iterator[dict[str, Any]]:
-    """Execute tasks as Ray tasks; yield results to the driver as they finish."""
+def start_ray(workers: int | None, address: str | None) -> bool:
+    """Join the Ray cluster at ``address`` or start a local Ray; True when this call started it.
+
+    A cluster that cannot be reached is one :class:`ConfigError` line (before any run is announced).
+    """
     try:
         import ray
     except ImportError:
         raise MissingDependencyError("ray", "ray") from None
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    started = False
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return False
+    try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=False)
-        started = True
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+        raise ConfigError(f"could not start or join {where} ({first[:200]}); start one with "
+                          "'ray start --head', or drop --address to start a local Ray") from None
+    return True
+
+
+def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address: str | None = None,
+            cpus_per_run: int | None = None) -> Iterator[dict[str, Any]]:
+    """Execute tasks as Ray tasks; yield results to the driver as they finish.
+
+    Ray is joined (or started) when this is called, not when the first result is asked for.
+    """
+    started = start_ray(workers, address)
+    return _ray_results(tasks, workers=workers, cpus_per_run=cpus_per_run, started=started)
+
+
+def _ray_results(tasks: list[dict[str, Any]], *, workers: int | None, cpus_per_run: int | None,
+                 started: bool) -> Iterator[dict[str, Any]]:
+    import ray
+
     try:
         cpus = cpus_per_run or 1
         remote = ray.remote(num_cpus=cpus, max_retries=0)(_ray_execute)
@@ -174,6 +207,27 @@ def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address:
             ray.shutdown()
 
 
+def check_backend_options(backend: str, workers: int | None, address: str | None,
+                          cpus_per_run: int | None) -> None:
+    """Refuse backend settings a sweep could not run with (a dry run checks them too)."""
+    problems = []
+    if backend not in BACKENDS:
+        problems.append(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or not 0 <= workers <= MAX_WORKERS):
+        problems.append(f"--workers must be an integer between 0 (in this process) and {MAX_WORKERS}, "
+                        f"got {workers!r}")
+    if cpus_per_run is not None and (isinstance(cpus_per_run, bool) or not isinstance(cpus_per_run, int)
+                                     or not 1 <= cpus_per_run <= 4096):
+        problems.append(f"--cpus-per-run must be an integer between 1 and 4096, got {cpus_per_run!r}")
+    if address and backend != "ray":
+        problems.append("--address only applies to --backend ray")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise MissingDependencyError("ray", "ray")
+
+
 def execute(tasks: list[dict[str, Any]], *, backend: str = "local", workers: int | None = None,
             address: str | None = None, cpus_per_run: int | None = None) -> Iterator[dict[str, Any]]:
     """Dispatch to a backend by name."""
@@ -188,7 +242,7 @@ def execute(tasks: list[dict[str, Any]], *, backend: str = "local", workers: int
 
 def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int | None = None,
               address: str | None = None, cpus_per_run: int | None = None, retry_failed: bool = False,
-              on_start: Any = None, on_result: Any = None) -> dict[str, int]:
+              on_start: Any = None, on_result: Any = None, busy_timeout: float = 300.0) -> dict[str, int]:
     """Run a parsed :class:`~gradleak.sweep.Grid` into the results database ``db``.
 
     Finished runs are skipped; failed ones too unless ``retry_failed``. Each result is committed
@@ -201,9 +255,12 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
         retry_failed: run the stored failed runs again.
         on_start: ``fn(counts)`` called once with ``total``/``skipped``/``to_run`` before running.
         on_result: ``fn(result)`` called after each result is stored.
+        busy_timeout: seconds a write waits for a database another process holds locked; a
+            finished run that still cannot be stored is kept in ``DB.unstored.jsonl`` (counted as
+            ``unstored``) and stored by the next sweep on ``db``.
 
     Returns:
-        ``{"total", "skipped", "done", "failed"}`` for this invocation.
+        ``{"total", "skipped", "done", "failed", "unstored"}`` for this invocation.
 
     Example:
         >>> from gradleak.sweep import parse_grid
@@ -213,26 +270,42 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
     """
     from gradleak.sweep.grid import scenario_config
     from gradleak.sweep.store import Store
+    from gradleak.sweep.storefile import keep_unstored, read_unstored, unstored_path
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    with Store(db) as store:
+    check_backend_options(backend, workers, address, cpus_per_run)
+    with Store(db, busy_timeout=busy_timeout) as store:
+        kept = read_unstored(db)  # finished runs an earlier sweep could not store: store them first
+        for result in kept:
+            store.record(result)
+        if kept:
+            unstored_path(db).unlink()
+            log.warning("stored %d finished run(s) kept in %s by an earlier sweep", len(kept), unstored_path(db))
         planned = [(r.key, r.preset, scenario_config(r.scenario)) for r in grid.runs]
         sweep_id = store.start_sweep(grid.source, grid.text, backend, planned)
         status = store.statuses()
         skip = {"done"} if retry_failed else {"done", "failed"}
         tasks = [{"key": k, "preset": p, "config": c} for k, p, c in planned if status.get(k) not in skip]
-        counts = {"total": len(planned), "skipped": len(planned) - len(tasks), "done": 0, "failed": 0}
+        counts = {"total": len(planned), "skipped": len(planned) - len(tasks), "done": 0, "failed": 0,
+                  "unstored": 0}
         log.info("sweep %s: %d planned, %d already stored, %d to run on %s", grid.source, len(planned),
                  counts["skipped"], len(tasks), backend)
+        results = execute(tasks, backend=backend, workers=workers, address=address,
+                          cpus_per_run=cpus_per_run) if tasks else iter(())  # joins Ray now
         if on_start is not None:
             on_start({**counts, "to_run": len(tasks)})
         if tasks:
-            for result in execute(tasks, backend=backend, workers=workers, address=address,
-                                  cpus_per_run=cpus_per_run):
-                store.record(result)
+            for result in results:
+                try:
+                    store.record(result)
+                except StoreBusyError as err:  # never drop a finished run: keep it beside the database
+                    side = keep_unstored(db, result)
+                    counts["unstored"] += 1
+                    log.warning("%s; run %s kept in %s (the next sweep stores it)", err, result["key"], side)
                 counts[result["status"]] += 1
                 if on_result is not None:
                     on_result(result)
-        store.finish_sweep(sweep_id, counts["done"], counts["failed"])
+        try:
+            store.finish_sweep(sweep_id, counts["done"], counts["failed"])
+        except StoreBusyError as err:
+            log.warning("%s; the sweep's end was not stamped", err)
     return counts

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from gradleak.core.errors import ConfigError
 from gradleak.core.types import GroundTruth
 from gradleak.data import load_dataset
-from gradleak.experiment.runfolder import check_out_dir, save_tensors, write_json
+from gradleak.experiment.outputs import check_out_dir, write_marker
+from gradleak.experiment.runfolder import save_tensors, write_json
 from gradleak.fl.client import local_sgd
 from gradleak.integrations.flower.store import AuditFolderStore, AuditMemoryStore
 from gradleak.integrations.flower.strategy import AuditStrategy, local_training_from_config, require_flwr
@@ -337,6 +338,8 @@ def run_demo(cfg: DemoConfig | None = None, out_dir: str | Path | None = None, *
     store: Any = AuditMemoryStore()
     if out_dir is not None:
         check_out_dir(out_dir, overwrite=overwrite)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_marker(Path(out_dir), ["audit", "final_model.safetensors", "summary.json"], kind="flower-demo")
         store = AuditFolderStore(Path(out_dir) / "audit", overwrite=overwrite) if cfg.audit else None
     sink: dict[str, Any] = {}
     start = time.perf_counter()

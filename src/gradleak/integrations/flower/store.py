@@ -34,7 +34,8 @@ from typing import Any, Literal, Protocol
 
 from gradleak.core.jsonable import to_jsonable
 from gradleak.core.types import GroundTruth, Reconstruction
-from gradleak.experiment.runfolder import check_out_dir, image_grid, write_json
+from gradleak.experiment.outputs import check_out_dir, write_file, write_marker
+from gradleak.experiment.runfolder import image_grid, write_json
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class AuditFolderStore(AuditMemoryStore):
         super().__init__()
         self.root = check_out_dir(root, overwrite=overwrite)
         self.root.mkdir(parents=True, exist_ok=True)
+        write_marker(self.root, [], kind="flower-audit")  # gradleak's folder: --overwrite may reuse it
         self._write_lock = threading.Lock()
         write_json(self.root / "index.json", [])
 
@@ -145,7 +147,7 @@ class AuditFolderStore(AuditMemoryStore):
         rows = self.summaries()
         write_json(self.root / "summary.json", {**(extra or {}), "records": rows})
         path = self.root / "report.md"
-        path.write_text(format_report(rows, extra))
+        write_file(path, format_report(rows, extra))
         return path
 
 

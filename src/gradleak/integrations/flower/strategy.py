@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from gradleak.core.errors import ConfigError, MissingDependencyError
+from gradleak.core.limits import MAX_SEED
 from gradleak.core.types import ClientUpdate, GroundTruth, LocalTraining
 from gradleak.experiment.scenario import make_attack
 from gradleak.integrations.flower.store import (
@@ -102,6 +103,32 @@ def local_training_from_config(config: Mapping[str, Any], keys: Mapping[str, str
                          steps=int(steps) if steps and int(steps) > 0 else None)
 
 
+def _check_arguments(*, model: Any, shape: Any, mode: Any, local_training: Any, seed: Any, rounds: Any,
+                     clients: Any, inner: Any) -> None:
+    """Refuse every unusable AuditStrategy argument at once, before the federation starts."""
+    problems = []
+    if not isinstance(model, nn.Module):
+        problems.append(f"model must be the torch.nn.Module the clients train, got {type(model).__name__}")
+    if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
+        problems.append(f"shape must be one input's (C, H, W) with positive integers, got {shape!r}")
+    if mode not in ("train", "eval"):
+        problems.append(f"mode must be 'train' or 'eval', got {mode!r}")
+    if local_training is not None and not isinstance(local_training, LocalTraining):
+        problems.append(f"local_training must be a LocalTraining(...) or None, got {type(local_training).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        problems.append(f"seed must be an integer between 0 and 2**62, got {seed!r}")
+    if rounds is not None and not (isinstance(rounds, Collection) and all(isinstance(r, int) for r in rounds)):
+        problems.append(f"rounds must be a collection of round numbers or None, got {rounds!r}")
+    if clients is not None and not (isinstance(clients, int) and not isinstance(clients, bool) and clients >= 1
+                                    or isinstance(clients, Collection) and not isinstance(clients, str)):
+        problems.append(f"clients must be a count >= 1, a collection of node ids or None, got {clients!r}")
+    if not all(hasattr(inner, m) for m in ("configure_train", "aggregate_train")):
+        problems.append(f"inner must be a Flower strategy (e.g. FedAvg()), got {type(inner).__name__}")
+    if problems:
+        raise ConfigError("AuditStrategy: " + "; ".join(problems))
+
+
 class AuditStrategy:
     """A Flower strategy wrapper that attacks every client update it aggregates.
 
@@ -136,8 +163,8 @@ class AuditStrategy:
                  run_info: Mapping[str, Any] | None = None) -> None:
         flwr = require_flwr()
         flwr.serverapp.strategy.Strategy.register(type(self))
-        if mode not in ("train", "eval"):
-            raise ConfigError(f"mode must be 'train' or 'eval', got {mode!r}")
+        _check_arguments(model=model, shape=shape, mode=mode, local_training=local_training, seed=seed,
+                         rounds=rounds, clients=clients, inner=inner)
         self.inner, self.model, self.shape = inner, copy.deepcopy(model).cpu(), tuple(shape)
         self.attack = _build_attack(attack, dict(attack_options or {}), seed)
         self.rounds = None if rounds is None else set(rounds)
