@@ -345,6 +345,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--skip-slow", action="store_true", help="skip the signal and timing cases")
+    parser.add_argument("--out", default=None, help="results file (default docs/results/hostile_inputs.md)")
+    parser.add_argument("--label", default="this checkout", help="which code ran, for the results file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows: list[tuple[str, str, str | None]] = []
@@ -378,10 +380,14 @@ def main() -> None:
     print(text)
     print(f"\n{len(rows)} examples, {len(failed)} still fail")
     if not args.no_write:
-        out = Path(__file__).resolve().parents[1] / "docs" / "results" / "hostile_inputs.md"
+        import gradleak
+
+        out = Path(args.out or Path(__file__).resolve().parents[1] / "docs" / "results" / "hostile_inputs.md")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(f"# Issue 16's examples, re-run\n\nCommand: `python bench/hostile_inputs.py`"
-                       f"{' --skip-slow' if args.skip_slow else ''}; torch {torch.__version__}, Python "
+        flags = f"{' --skip-slow' if args.skip_slow else ''}{' --out ' + args.out if args.out else ''}"
+        out.write_text(f"# Issue 16's examples, re-run\n\nCommand: `python bench/hostile_inputs.py{flags}` "
+                       f"(PYTHONPATH pointing at the code under test); code: {args.label} (gradleak "
+                       f"{gradleak.__version__}); torch {torch.__version__}, Python "
                        f"{platform.python_version()}, {platform.machine()} ({os.cpu_count()} CPUs).\n\n"
                        f"{len(rows)} examples, **{len(failed)} still fail**.\n\n{text}\n")
 

@@ -62,6 +62,9 @@ def test_a_user_attack_with_an_unresolvable_annotation_still_checks_the_rest():
         def __init__(self, *, steps: int = 3, prior: NotDefinedAnywhere = None) -> None:  # noqa: F821
             self.steps, self.prior = steps, prior
 
-    assert create_attack("schema-demo", steps=4, prior=object()).steps == 4
-    with pytest.raises(ConfigError, match="steps must be an integer"):
-        create_attack("schema-demo", steps=4.5)
+    try:
+        assert create_attack("schema-demo", steps=4, prior=object()).steps == 4
+        with pytest.raises(ConfigError, match="steps must be an integer"):
+            create_attack("schema-demo", steps=4.5)
+    finally:
+        ATTACKS._entries.pop("schema-demo")  # registries are global: leave no trace for other tests

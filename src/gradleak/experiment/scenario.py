@@ -105,8 +105,8 @@ class Scenario:
             check_composition(build_defenses(list(self.defenses), seed=self.seed))
         except ConfigError as err:
             problems.append(str(err))
-        if self.adaptive and not attack.supports_adaptive:
-            adaptive = [n for n in ATTACKS.names() if ATTACKS.get(n).supports_adaptive]
+        if self.adaptive and not getattr(attack, "supports_adaptive", False):
+            adaptive = [n for n in ATTACKS.names() if getattr(ATTACKS.get(n), "supports_adaptive", False)]
             problems.append(f"attack {self.attack!r} has no adaptive mode (a 'transform' option); "
                             f"use one of {', '.join(adaptive)} or drop --adaptive")
         if problems:
