@@ -361,6 +361,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="results file (default docs/results/hostile_inputs.md)")
     parser.add_argument("--label", default="this checkout", help="which code ran, for the results file")
     args = parser.parse_args()
+    out = Path(args.out).resolve() if args.out else Path(__file__).resolve().parents[1] / "docs" / "results" / \
+        "hostile_inputs.md"  # resolved now: the cases run in a temporary folder
     torch.set_num_threads(1)
     rows: list[tuple[str, str, str | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -398,9 +400,8 @@ def main() -> None:
     if not args.no_write:
         import gradleak
 
-        out = Path(args.out or Path(__file__).resolve().parents[1] / "docs" / "results" / "hostile_inputs.md")
         out.parent.mkdir(parents=True, exist_ok=True)
-        flags = f"{' --skip-slow' if args.skip_slow else ''}{' --out ' + args.out if args.out else ''}"
+        flags = f"{' --skip-slow' if args.skip_slow else ''}{' --out ' + out.name if args.out else ''}"
         out.write_text(f"# Issue 16's examples, re-run\n\nCommand: `python bench/hostile_inputs.py{flags}` "
                        f"(PYTHONPATH pointing at the code under test); code: {args.label} (gradleak "
                        f"{gradleak.__version__}); torch {torch.__version__}, Python "
