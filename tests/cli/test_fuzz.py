@@ -141,9 +141,15 @@ def _all_cases(fx) -> list[tuple[str, list[str]]]:
     return cases
 
 
-def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))}
+def _snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under ``root`` with its kind, size, modification time and inode (any write changes
+    them); small files also by content hash (the databases and user files)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and st.st_size < 2**20 else ""
+        out[str(p.relative_to(root))] = (p.is_dir(), st.st_size, st.st_mtime_ns, st.st_ino, digest)
+    return out
 
 
 def _check(code: int, out: str, err: str) -> str | None:
