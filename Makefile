@@ -1,6 +1,7 @@
 # gradleak: two commands for a newcomer.
 #   make demo   set up .venv and run the main job on embedded MNIST
 #   make test   set up .venv and run the test suite
+#   make docs   set up .venv and build the documentation site into site/ (warnings are errors)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # every optional feature, so that no test skips: generator priors, DP-SGD, Ray, Flower
 EXTRAS ?= dev,generative,dp,ray,flower
 
-.PHONY: setup demo test lint bench clean report-screenshot suite
+.PHONY: setup demo test lint bench clean report-screenshot suite docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,10 @@ test: setup
 lint: setup
 	$(BIN)/ruff check src tests bench
 
+# The documentation site (MkDocs + Material + mkdocstrings), built offline; open site/index.html.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 bench: setup
 	$(BIN)/python bench/bench_attacks.py
 
@@ -45,4 +50,4 @@ suite: setup
 	$(BIN)/gradleak report runs/suite.sqlite --format md
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

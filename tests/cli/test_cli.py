@@ -30,7 +30,9 @@ def test_attack_json_and_run_folder(tmp_path, capsys):
     summary = json.loads(out)
     for key in ("attack", "dataset", "model", "batch_size", "protocol", "seed", "seconds", "out_dir"):
         assert key in summary
-    assert set(summary["metrics"]) >= {"mse", "psnr", "ssim", "lpips", "label_accuracy", "exact_fraction"}
+    assert set(summary["metrics"]) >= {"mse", "psnr", "ssim", "label_accuracy", "exact_fraction"}
+    assert "lpips" not in summary["metrics"]  # shown only when computed (--lpips)
+    assert summary["fit"]["cosine_distance"] is not None
     for name in ("config.json", "metrics.json", "reconstruction.png", "tensors.safetensors"):
         assert (out_dir / name).is_file()
     config = json.loads((out_dir / "config.json").read_text())

@@ -1,4 +1,4 @@
-"""Flower integration (issue 10): AuditStrategy, the defense mod, the audited demo app."""
+"""Flower integration (issues 10, 18): AuditStrategy, the defense mod, the audited demo app."""
 
 from __future__ import annotations
 
@@ -152,8 +152,8 @@ def test_malformed_reply_is_skipped_and_passed_on_untouched(kind, reason, caplog
     from gradleak.integrations.flower.strategy import AuditStrategy
 
     spy, attack = _Spy(), _ZeroAttack()
-    audit = AuditStrategy(spy, model=_model(), shape=SHAPE, attack=attack)
-    with caplog.at_level(logging.WARNING, logger="gradleak.integrations.flower"):
+    audit = AuditStrategy(spy, model=_model(), shape=SHAPE, attack=attack, wait=True)
+    with caplog.at_level(logging.WARNING, logger="flwr.gradleak"):
         replies, result = _round(audit, _model(), _malformed(kind))
     assert result == ("aggregate", None)
     assert len(spy.seen) == 3 and all(a is b for a, b in zip(spy.seen, replies, strict=True))
@@ -169,7 +169,7 @@ def test_error_reply_leaves_fedavg_aggregate_bit_identical():
 
     plain = FedAvg(min_train_nodes=3, min_available_nodes=3)
     audit = AuditStrategy(FedAvg(min_train_nodes=3, min_available_nodes=3), model=_model(), shape=SHAPE,
-                          attack=_ZeroAttack())
+                          attack=_ZeroAttack(), wait=True)
     replies, (audited, _) = _round(audit, _model(), _malformed("error"))
     expected, _ = plain.aggregate_train(1, replies)
     assert set(audited) == set(expected)
@@ -184,7 +184,7 @@ def test_update_carries_the_delta_and_the_servers_local_training():
 
     model, attack = _model(), _ZeroAttack()
     audit = AuditStrategy(FedAvg(min_train_nodes=3, min_available_nodes=3), model=model, shape=SHAPE,
-                          attack=attack)
+                          attack=attack, wait=True)
     replies, _ = _round(audit, model, _good)
     update = attack.updates[0]
     after = replies[0].content["arrays"].to_torch_state_dict()
@@ -194,12 +194,12 @@ def test_update_carries_the_delta_and_the_servers_local_training():
 
 
 @needs_flwr
-def test_failing_attack_in_background_never_breaks_training(caplog):
+def test_failing_attack_never_breaks_training(caplog):
     from gradleak.integrations.flower.strategy import AuditStrategy
 
     audit = AuditStrategy(FedAvg(min_train_nodes=3, min_available_nodes=3), model=_model(), shape=SHAPE,
-                          attack=_ZeroAttack(fail=True), background=True)
-    with caplog.at_level(logging.WARNING, logger="gradleak.integrations.flower"):
+                          attack=_ZeroAttack(fail=True))  # the default: training never waits
+    with caplog.at_level(logging.WARNING, logger="flwr.gradleak"):
         replies, (arrays, _) = _round(audit, _model(), _good)
         audit.close()
     assert arrays is not None
@@ -214,7 +214,7 @@ def test_positional_keys_and_folder_store(tmp_path):
 
     model, attack = _model(), _ZeroAttack()
     audit = AuditStrategy(FedAvg(min_train_nodes=3, min_available_nodes=3), model=model, shape=SHAPE,
-                          attack=attack, store=tmp_path / "audit", clients=2)
+                          attack=attack, store=tmp_path / "audit", clients=2, wait=True)
 
     def numbered(i, msg, content):  # a client that sends its arrays keyed "0", "1", ...
         arrays = ArrayRecord.from_numpy_ndarrays(content["arrays"].to_numpy_ndarrays())
@@ -248,6 +248,7 @@ def test_sqlite_store_writes_sweep_rows(tmp_path):
     audit = AuditStrategy(FedAvg(min_train_nodes=3, min_available_nodes=3), model=_model(), shape=SHAPE,
                           attack=_ZeroAttack(), store=db, run_info={"dataset": "random"})
     _round(audit, _model(), _malformed("error"))
+    audit.close()
     with Store(db, readonly=True) as store:
         rows = sorted(store.runs(), key=lambda r: r["status"])
     assert [r["status"] for r in rows] == ["done", "done", "failed"]
@@ -312,10 +313,10 @@ def demo_run(tmp_path_factory):
 @pytest.mark.slow
 def test_demo_audit_does_not_change_the_global_model(demo_run):
     _, summary, _ = demo_run
-    from gradleak.integrations.flower.demo import DemoConfig, _new_model
+    from gradleak.integrations.flower.democonfig import DemoConfig, new_model
 
     audited, plain = summary["final"], summary["final_plain"]
-    initial = _new_model(DemoConfig(seed=3)).state_dict()
+    initial = new_model(DemoConfig(seed=3)).state_dict()
     assert set(audited) == set(plain) == set(initial)
     assert any(not torch.equal(audited[k], initial[k]) for k in initial)  # it did train
     for key, value in audited.items():

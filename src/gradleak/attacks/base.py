@@ -14,7 +14,15 @@ CLI and the contract test (never guessed from signatures):
 * ``supports_adaptive`` — it takes ``transform=``, the adaptive attacker's copy of the defenses;
 * ``takes_seed`` — it takes ``seed=`` (every random choice flows from it);
 * ``update_kinds`` — the update kinds it reads (``kind_hint``: what to do about another kind);
+* ``unrolls_local_training`` — it simulates the client's optimiser on a weight delta instead of
+  reading the delta as an average gradient (which Adam/AdamW deltas cannot be read as);
 * ``presets`` — named option sets; ``tiny`` is a seconds-long smoke run (tests, run-time estimates).
+
+Two more attributes describe the output, for people rather than for the experiment:
+
+* ``exact`` — the attack claims an exact recovery (its fit is judged by a residual too);
+* ``progress_unit`` — what its ``progress(step, total, loss)`` calls count, and
+  ``progress_total_is_bound`` — ``total`` is a cap the attack may stop well before (no ETA).
 
 Example:
     >>> from gradleak.core.registry import create_attack
@@ -38,6 +46,7 @@ from gradleak.core.errors import ConfigError, NotApplicableError, UpdateMismatch
 from gradleak.core.limits import check_pixels
 from gradleak.core.results import Problem
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction
+from gradleak.inversion.gradients import delta_problems
 from gradleak.labels.resolve import labels_available
 
 
@@ -57,7 +66,11 @@ class Attack(ABC):
     takes_seed: ClassVar[bool] = True
     update_kinds: ClassVar[tuple[str, ...]] = ("gradients", "weight_delta")
     kind_hint: ClassVar[str] = ""
+    unrolls_local_training: ClassVar[bool] = False
     presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}}
+    exact: ClassVar[bool] = False
+    progress_unit: ClassVar[str] = "steps"
+    progress_total_is_bound: ClassVar[bool] = False
 
     def check(self, model: nn.Module, update: ClientUpdate) -> list[Problem]:
         """Every reason this attack cannot run on ``(model, update)``, all at once."""
@@ -70,6 +83,8 @@ class Attack(ABC):
             problems.append(Problem("not_applicable", f"it needs a {' or '.join(self.update_kinds)} update, "
                                                       f"not {update.kind}{self.kind_hint}"))
         reasons = (labels_available(model, update) if self.needs_labels else []) + self._check(model, update)
+        if update.kind == "weight_delta" and not self.unrolls_local_training:
+            reasons = delta_problems(update) + reasons
         return problems + [Problem("not_applicable", r) for r in reasons]
 
     def _check(self, model: nn.Module, update: ClientUpdate) -> list[str]:

@@ -51,6 +51,7 @@ class DLG(Attack):
     name = "dlg"
     presets = {"tiny": {"steps": 2, "max_iter": 2}}
     supports_adaptive = True
+    progress_unit = "L-BFGS steps"
 
     def __init__(self, *, steps: int = 300, lr: float = 1.0, max_iter: int = 20, restarts: int = 1,
                  seed: int = 0, transform: TrialTransform | None = None) -> None:

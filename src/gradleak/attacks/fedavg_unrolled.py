@@ -10,6 +10,10 @@ FedAvg-aware count method, or ``known``), the number of examples ``K``.
 The attack optimises dummy images ``x`` so that simulated local training reproduces ``Δ``:
 ``W ← W − lr·∇L(x_batch, y_batch)`` for ``E`` epochs × ``⌈K/B⌉`` steps, unrolled
 differentiably with ``torch.func.functional_call``; loss ``1 − cos(Δ̂(x), Δ) + α_TV·TV(x)``.
+Beyond the paper (plain SGD), the simulation runs the client's optimiser as ``LocalTraining``
+states it: SGD with momentum, Nesterov and weight decay, FedProx's proximal term, Adam and
+AdamW (:mod:`gradleak.inversion.unroll`); a delta of any of them is reproduced to float
+rounding at the true inputs.
 The epoch-order-invariant prior is built in as the paper's hard form: the *same* image
 variables are used at every epoch (only their mini-batch order changes, by the server's own
 seeded shuffles, since the client's shuffles are unknown). Restarts run as one vectorised
@@ -44,6 +48,7 @@ from gradleak.inversion.losses import DISTANCES
 from gradleak.inversion.matching import check_optimisation_settings
 from gradleak.inversion.optimize import best_restart, optimise_inputs
 from gradleak.inversion.priors import total_variation
+from gradleak.inversion.unroll import optimiser_step
 from gradleak.labels.resolve import resolve_labels
 from gradleak.models.layers import has_batchnorm
 
@@ -67,7 +72,11 @@ def local_schedule(k: int, local: LocalTraining, seed: int) -> list[torch.Tensor
 
 def simulate_delta(model: nn.Module, x: torch.Tensor, y: torch.Tensor, local: LocalTraining,
                    batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``W_T − W₀`` after plain SGD on ``(x, y)`` over ``batches``, differentiable in ``x``."""
+    """``W_T − W₀`` after the client's optimiser on ``(x, y)`` over ``batches``, differentiable in ``x``.
+
+    Plain SGD, momentum/Nesterov SGD, weight decay, FedProx's proximal term, Adam and AdamW, as
+    ``local`` says (:func:`~gradleak.inversion.unroll.optimiser_step`).
+    """
     start = {n: p.detach() for n, p in model.named_parameters()}
     buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
 
@@ -75,10 +84,10 @@ def simulate_delta(model: nn.Module, x: torch.Tensor, y: torch.Tensor, local: Lo
         return soft_cross_entropy(functional_call(model, (p, buffers), (xb,)), yb)
 
     params = dict(start)
+    state: dict[str, torch.Tensor] = {}
     step_grad = grad(loss_fn)
-    for idx in batches:
-        g = step_grad(params, x[idx], y[idx])
-        params = {n: params[n] - local.lr * g[n] for n in params}
+    for step, idx in enumerate(batches, 1):
+        params = optimiser_step(params, step_grad(params, x[idx], y[idx]), start, local, state, step)
     return {n: params[n] - start[n] for n in start}
 
 
@@ -101,6 +110,7 @@ class FedAvgUnrolled(Attack):
     needs_labels = True
     takes_labels = True
     update_kinds = ("weight_delta",)
+    unrolls_local_training = True
     kind_hint = (": it unrolls FedAvg local training (--protocol fedavg); for FedSGD gradients use geng, ig "
                  "or gradinversion")
 

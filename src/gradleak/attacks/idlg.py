@@ -54,6 +54,7 @@ class IDLG(Attack):
     needs_labels = True
     takes_labels = True
     supports_adaptive = True
+    progress_unit = "L-BFGS steps"
 
     def __init__(self, *, steps: int = 300, lr: float = 1.0, max_iter: int = 20, restarts: int = 1,
                  labels: str = "restore", seed: int = 0,

@@ -3,26 +3,35 @@
 Example:
     $ gradleak attack ig --dataset mnist --model convnet --batch-size 4 --steps 1000 --seed 0 --json
     $ gradleak attack ig --update grads.safetensors --model convnet --dataset mnist --labels restore
+    $ gradleak attack ig --model my_model.py:build --checkpoint weights.safetensors \\
+        --update update.safetensors --dataset mnist --labels restore
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from pathlib import Path
 from typing import Any
 
-from gradleak.cli.output import print_summary, progress_bar
+from gradleak.cli.attack_help import AttackHelp
+from gradleak.cli.output import print_fit_warning, print_summary, print_update_summary, run_progress
 from gradleak.core.errors import ConfigError
 from gradleak.core.jsonable import to_jsonable
 from gradleak.core.options import parse_pairs
 
 
 def add_attack_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("attack", help="attack name (see 'gradleak list attacks')")
-    p.add_argument("--dataset", default="mnist")
+    """The arguments of ``gradleak attack`` (the parser is made with ``add_help=False``)."""
+    p.add_argument("-h", "--help", action=AttackHelp,
+                   help="show this help; 'gradleak attack NAME --help' adds NAME's options, presets and requirements")
+    p.add_argument("attack", help="attack name (see 'gradleak list attacks --verbose')")
+    p.add_argument("--dataset", default="mnist", help="the client's data (with --update: its shape and classes)")
     p.add_argument("--data-dir", default=None, help="folder of a user-owned dataset")
-    p.add_argument("--model", default="convnet")
+    p.add_argument("--model", default="convnet", metavar="NAME|FILE.py:FACTORY|MODULE:FACTORY",
+                   help="a registered model, or your own: a function returning an nn.Module (it may take "
+                        "shape, num_classes, seed and --model-option values; it gets pixels in [0, 1])")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="model constructor option, e.g. width=32 (repeatable)")
     p.add_argument("--norm", default=None, help="bn | gn | none: normalisation layers of resnet18/resnet20")
@@ -57,6 +66,8 @@ def add_attack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing --out")
     p.add_argument("--save-tensors", action="store_true", help="also write tensors.safetensors")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    p.add_argument("--lpips", action="store_true",
+                   help="also score LPIPS (needs the lpips package and its weights on disk; otherwise left out)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--update", default=None, metavar="FILE",
                    help="attack a saved update (safetensors keyed by parameter name) instead of simulating one")
@@ -94,6 +105,21 @@ def _set_once(options: dict[str, Any], key: str, value: Any, flag: str, pairs: s
     options[key] = value
 
 
+def model_label(model: str) -> str:
+    """A short name for a model spec: ``examples/net.py:build`` → ``net-build``."""
+    where, colon, name = model.rpartition(":")
+    return f"{Path(where).stem}-{name}" if colon else model
+
+
+def _bars(args: argparse.Namespace, label: str) -> Any:
+    from gradleak.core.registry import ATTACKS
+
+    cls = ATTACKS.get(args.attack)
+    hint = "--steps N shortens it" if "steps" in inspect.signature(cls).parameters else ""
+    return run_progress(label, unit=getattr(cls, "progress_unit", "steps"),
+                        bound=getattr(cls, "progress_total_is_bound", False), disable=args.no_progress, hint=hint)
+
+
 def cmd_attack(args: argparse.Namespace) -> int:
     """``gradleak attack``: run one scenario, print a table (or JSON), write the run folder."""
     from gradleak.experiment.run import run_scenario
@@ -101,26 +127,33 @@ def cmd_attack(args: argparse.Namespace) -> int:
     scenario = scenario_from_args(args)
     if args.update:
         return _attack_saved_update(args, scenario)
-    out = args.out or f"runs/{args.attack}-{args.dataset}-{args.model}-b{args.batch_size}-s{args.seed}"
-    with progress_bar(f"{args.attack} on {args.dataset}/{args.model}", disable=args.no_progress) as bar:
-        result = run_scenario(scenario, Path(out), overwrite=args.overwrite, progress=bar,
-                              save_tensor_file=args.save_tensors)
+    model = model_label(args.model)
+    out = args.out or f"runs/{args.attack}-{args.dataset}-{model}-b{args.batch_size}-s{args.seed}"
+    with _bars(args, f"{args.attack} on {args.dataset}/{model}") as bars:
+        result = run_scenario(scenario, Path(out), overwrite=args.overwrite, progress=bars.attack,
+                              save_tensor_file=args.save_tensors, lpips=args.lpips,
+                              training_progress=bars.training)
     if args.json:
         print(json.dumps(to_jsonable(result.summary())))
+        print_fit_warning(result.fit)
     else:
         print_summary(result.summary())
     return 0
 
 
 def _attack_saved_update(args: argparse.Namespace, scenario: Any) -> int:
-    """Attack an update from a file: no ground truth, so only the reconstruction is written."""
+    """Attack an update from a file: no ground truth, so the reconstruction and its fit are written."""
     from gradleak.experiment.update_file import attack_update_file, saved_update_summary
 
     out = args.out or f"runs/{args.attack}-update-s{args.seed}"
-    with progress_bar(f"{args.attack} on {args.update}", disable=args.no_progress) as bar:
+    with _bars(args, f"{args.attack} on {args.update}") as bars:
         result = attack_update_file(scenario, args.update, out, kind=args.update_kind,
                                     num_examples=args.num_examples, overwrite=args.overwrite,
-                                    progress=bar)
+                                    progress=bars.attack)
     summary = saved_update_summary(result)
-    print(json.dumps(summary) if args.json else f"reconstruction written to {summary['out_dir']}")
+    if args.json:
+        print(json.dumps(to_jsonable(summary)))
+        print_fit_warning(result.fit)
+    else:
+        print_update_summary(summary)
     return 0

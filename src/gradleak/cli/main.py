@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from gradleak.cli.attack import add_attack_args, cmd_attack
+from gradleak.cli.check import add_check_args, cmd_check
 from gradleak.cli.flower import add_parsers as add_flower_parsers
 from gradleak.cli.flower import cmd_flower_demo
 from gradleak.cli.listing import cmd_datasets, cmd_list
@@ -42,10 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     parser = _Parser(prog="gradleak", description="Measure data leakage from FL client updates.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_attack_args(sub.add_parser("attack", help="run one attack scenario end to end"))
+    add_attack_args(sub.add_parser("attack", help="run one attack scenario end to end, or attack a saved update",
+                                   add_help=False))
+    add_check_args(sub.add_parser("check", help="which attacks and label methods apply to a model and update, "
+                                  "and why not"))
     lst = sub.add_parser("list", help="registered attacks, defenses, datasets, models")
     lst.add_argument("kind", nargs="?", default="all",
                      choices=["all", "attacks", "defenses", "datasets", "models", "labels"])
+    lst.add_argument("--verbose", "-v", action="store_true",
+                     help="attacks: every option with its default, the presets and the requirements")
     lst.add_argument("--json", action="store_true")
     dsp = sub.add_parser("datasets", help="every dataset: shape, classes, size and where it comes from")
     dsp.add_argument("--data-dir", default=None, help="also load the user-owned datasets from this folder")
@@ -56,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"attack": cmd_attack, "list": cmd_list, "datasets": cmd_datasets, "sweep": cmd_sweep,
+COMMANDS = {"attack": cmd_attack, "check": cmd_check, "list": cmd_list, "datasets": cmd_datasets, "sweep": cmd_sweep,
             "report": cmd_report, "prior": cmd_prior, "flower-demo": cmd_flower_demo}
 
 

@@ -18,16 +18,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.text import Text
+
+from gradleak.cli.tables import show_table
 
 
 def add_parsers(sub: Any) -> None:
@@ -37,10 +40,10 @@ def add_parsers(sub: Any) -> None:
     sw.add_argument("--db", default="results.sqlite", help="SQLite results file (default results.sqlite)")
     sw.add_argument("--backend", default="local", choices=["local", "ray"])
     sw.add_argument("--workers", type=int, default=None,
-                    help="parallel runs (local default 1; ray: CPUs of a local Ray / tasks in flight)")
+                    help="parallel runs (local default: one per core; ray: CPUs of a local Ray / tasks in flight)")
     sw.add_argument("--address", default=None, help="Ray cluster to join, e.g. 'auto' (ray backend)")
     sw.add_argument("--cpus-per-run", type=int, default=None,
-                    help="torch threads per run (local: cores/workers; ray: CPUs each task asks for, 1)")
+                    help="torch threads per run (default 1; ray: the CPUs each task asks for)")
     sw.add_argument("--retry-failed", action="store_true", help="run stored failed runs again")
     sw.add_argument("--max-runs", type=int, default=None,
                     help="refuse grids expanding to more runs than this (default [sweep] max_runs or 10000)")
@@ -62,43 +65,77 @@ def add_parsers(sub: Any) -> None:
                     help="md/csv rows: attack × defense, preset × attack × defense, each configuration, or each run")
 
 
-class SweepBar:
-    """Rich progress with done / failed / remaining and an ETA; one line per run when not a terminal."""
+def describe_run(config: dict[str, Any]) -> str:
+    """A run in a few words: ``ig b=2 seed=0 noise:sigma=0.01``."""
+    return (f"{config.get('attack')} b={config.get('batch_size')} seed={config.get('seed')} "
+            f"{' + '.join(config.get('defenses') or [])}").strip()
 
-    def __init__(self, progress: Progress | None, console: Console) -> None:
-        self.progress, self.console = progress, console
+
+class EtaColumn(ProgressColumn):
+    """Time left from the sweep's own throughput (finished runs per second since it started)."""
+
+    def render(self, task: Any) -> Text:
+        deadline = task.fields.get("deadline")
+        if deadline is None:
+            return Text("ETA after the first run", style="progress.remaining")
+        left = max(0.0, deadline - time.perf_counter())
+        return Text(f"ETA {int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}",
+                    style="progress.remaining")
+
+
+class SweepBar:
+    """The sweep's bar (done / failed / remaining, ETA) and one line per active run; plain lines
+    when stderr is not a terminal."""
+
+    def __init__(self, progress: Progress | None, active: Progress | None, console: Console) -> None:
+        self.progress, self.active, self.console = progress, active, console
         self.task: Any = None
+        self.running: dict[str, Any] = {}
         self.done = self.failed = self.total = 0
         self.start = time.perf_counter()
 
+    def eta(self) -> float | None:
+        """Seconds left at the throughput so far (``None`` before the first run finishes)."""
+        finished = self.done + self.failed
+        if not finished:
+            return None
+        return (time.perf_counter() - self.start) / finished * (self.total - finished)
+
     def on_start(self, counts: dict[str, int]) -> None:
         self.total = counts["to_run"]
+        self.start = time.perf_counter()
         message = (f"{counts['total']} planned, {counts['skipped']} already stored, "
                    f"{counts['to_run']} to run")
         if self.progress is not None:
             self.progress.console.print(message)
             self.task = self.progress.add_task("sweep", total=self.total, done=0, failed=0,
-                                               remaining=self.total)
+                                               remaining=self.total, deadline=None)
         else:
             self.console.print(message)
+
+    def on_begin(self, task: dict[str, Any]) -> None:
+        if self.active is not None:
+            self.running[task["key"]] = self.active.add_task(f"running {describe_run(task['config'])}", total=None)
 
     def on_result(self, result: dict[str, Any]) -> None:
         self.done += result["status"] == "done"
         self.failed += result["status"] == "failed"
         finished = self.done + self.failed
-        cfg = result["config"]
-        what = (f"{cfg.get('attack')} b={cfg.get('batch_size')} seed={cfg.get('seed')} "
-                f"{' + '.join(cfg.get('defenses') or []) or ''}").strip()
-        line = (f"[{finished}/{self.total}] {result['status']} {result['key']} {what}" +
+        if self.active is not None and result["key"] in self.running:
+            self.active.remove_task(self.running.pop(result["key"]))
+        left = self.eta()
+        line = (f"[{finished}/{self.total}] {result['status']} {result['key']} {describe_run(result['config'])}" +
                 (f" psnr={result['metrics']['psnr']:.2f}" if result["status"] == "done" else
                  f" error: {result.get('error', '')[:200]}"))
         if self.progress is not None:
             if result["status"] == "failed":
                 self.progress.console.print(line)
             self.progress.update(self.task, completed=finished, done=self.done, failed=self.failed,
-                                 remaining=self.total - finished)
+                                 remaining=self.total - finished,
+                                 deadline=None if left is None else time.perf_counter() + left)
         else:
-            self.console.print(line, highlight=False)
+            eta = "" if left is None or finished == self.total else f" (ETA {left:.0f} s)"
+            self.console.print(line + eta, highlight=False)
 
 
 @contextmanager
@@ -109,14 +146,15 @@ def sweep_bar(disable: bool) -> Iterator[SweepBar | None]:
         yield None
         return
     if not console.is_terminal:
-        yield SweepBar(None, console)
+        yield SweepBar(None, None, console)
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("done {task.fields[done]} · failed {task.fields[failed]} · "
-                          "remaining {task.fields[remaining]}"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        yield SweepBar(progress, console)
+                          "remaining {task.fields[remaining]}"), TimeElapsedColumn(), EtaColumn())
+    progress = Progress(*columns, console=console)
+    active = Progress(TextColumn("  {task.description}"), TimeElapsedColumn(), console=console)
+    with Live(Group(progress, active), console=console, refresh_per_second=4):
+        yield SweepBar(progress, active, console)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -136,7 +174,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with sweep_bar(args.no_progress) as bar:
         counts = run_sweep(grid, args.db, backend=args.backend, workers=args.workers, address=args.address,
                            cpus_per_run=args.cpus_per_run, retry_failed=args.retry_failed,
-                           on_start=bar.on_start if bar else None, on_result=bar.on_result if bar else None)
+                           on_start=bar.on_start if bar else None, on_result=bar.on_result if bar else None,
+                           on_begin=bar.on_begin if bar else None)
     if counts["unstored"]:
         from gradleak.sweep.storefile import unstored_path
 
@@ -150,12 +189,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**counts, "db": str(args.db), "report": args.report}))
     else:
-        table = Table(title=f"sweep {args.grid} → {args.db}")
-        for col in ("planned", "already stored", "done now", "failed now"):
-            table.add_column(col, justify="right")
-        table.add_row(*(str(counts[k]) for k in ("total", "skipped", "done", "failed")))
         console = Console()
-        console.print(table)
+        show_table(f"sweep {args.grid} → {args.db}", ["planned", "already stored", "done now", "failed now"],
+                   [[str(counts[k]) for k in ("total", "skipped", "done", "failed")]], console=console)
         hint = f"report written to {args.report}" if args.report else \
             f"report: gradleak report {args.db} -o report.html"
         console.print(hint + (" · retry failures with --retry-failed" if counts["failed"] else ""))
@@ -163,6 +199,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _dry_run(grid: Any, args: argparse.Namespace) -> int:
+    """Say what the sweep would run and why (each preset's axes and their sources); run nothing."""
+    from gradleak.sweep.backends import default_workers
+    from gradleak.sweep.explain import explain_grid, explanation_lines
     from gradleak.sweep.store import Store
 
     status: dict[str, str] = {}
@@ -171,17 +210,33 @@ def _dry_run(grid: Any, args: argparse.Namespace) -> int:
             status = store.statuses()
     plan = [{"key": r.key, "preset": r.preset, "stored": status.get(r.key),
              "attack": r.scenario.attack, "batch_size": r.scenario.batch_size, "seed": r.scenario.seed,
-             "defenses": list(r.scenario.defenses)} for r in grid.runs]
+             "defenses": list(r.scenario.defenses), "dataset": r.scenario.dataset, "model": r.scenario.model,
+             "options": r.scenario.attack_options} for r in grid.runs]
     if args.json:
-        print(json.dumps(plan))
+        print(json.dumps(plan, default=str))
         return 0
-    table = Table(title=f"{len(plan)} runs planned from {args.grid} (nothing run)")
-    for col in ("key", "preset", "attack", "batch", "seed", "defenses", "stored"):
-        table.add_column(col)
-    for p in plan:
-        table.add_row(p["key"], p["preset"], p["attack"], str(p["batch_size"]), str(p["seed"]),
-                      " + ".join(p["defenses"]) or "none", p["stored"] or "-")
-    Console().print(table)
+    why = explain_grid(grid.text, presets=grid.presets)
+    console = Console()
+    to_run = sum(p["stored"] not in ("done", "failed") for p in plan)
+    workers = args.workers if args.workers is not None else (default_workers() if args.backend == "local" else None)
+    console.print(f"{len(plan)} runs planned from {args.grid}, {len(plan) - to_run} already stored in {args.db}, "
+                  f"{to_run} would run" + (f" on {workers} worker(s), {args.cpus_per_run or 1} thread(s) each"
+                                           if workers else "") + "; nothing was run.", highlight=False)
+    console.print("why (a preset starts from [base] and [grid]; its own values replace the same option):",
+                  highlight=False, markup=False)
+    for line in explanation_lines(why):
+        console.print("  " + line, highlight=False, markup=False)
+    rows = [[p["key"], p["preset"], p["attack"], f"{p['dataset']}/{p['model']}", str(p["batch_size"]),
+             str(p["seed"]), " + ".join(p["defenses"]) or "none",
+             ", ".join(f"{k}={v}" for k, v in p["options"].items()) or "-", p["stored"] or "-"] for p in plan]
+    columns = ["key", "preset", "attack", "data/model", "batch", "seed", "defenses", "options", "stored"]
+    same = [i for i in range(2, len(columns) - 1) if len(rows) > 1 and len({r[i] for r in rows}) == 1]
+    if same:
+        console.print("every run: " + "; ".join(f"{columns[i]} {rows[0][i]}" for i in same),
+                      highlight=False, markup=False)
+    keep = [i for i in range(len(columns)) if i not in same]
+    show_table(f"{len(plan)} runs (nothing run)", [columns[i] for i in keep], [[r[i] for i in keep] for r in rows],
+               console=console)
     return 0
 
 

@@ -48,6 +48,8 @@ class RunResult:
         seconds: the attack's wall-clock time.
         out_dir: the run folder, when one was written.
         model_state: how the model was trained or loaded (``None`` for an untrained model).
+        fit: how well the reconstruction explains the update (``gradleak.experiment.fit``):
+            ``cosine_distance``, ``relative_l2``, ``residual``, ``poor`` and ``warning``.
     """
 
     scenario: dict[str, Any]
@@ -59,6 +61,7 @@ class RunResult:
     seconds: float
     out_dir: str | None = None
     model_state: dict[str, Any] | None = None
+    fit: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -71,5 +74,7 @@ class RunResult:
                "adaptive": s.get("adaptive", False)}
         if self.model_state is not None:
             out["model_state"] = self.model_state
+        if self.fit is not None:
+            out["fit"] = self.fit
         out.update(self.extra)
         return out

@@ -53,20 +53,38 @@ class LocalTraining:
     """The client's local-training settings, chosen by the server (so attacks may use them).
 
     Args:
-        lr: learning rate of plain SGD (no momentum).
+        lr: learning rate of the client's optimiser.
         epochs: local epochs over the client's data.
         batch_size: local mini-batch size; ``None`` means the whole local data set.
         steps: total local SGD steps; ``None`` derives ``epochs * ceil(n / batch_size)``.
+        optimizer: ``sgd`` (``torch.optim.SGD``), ``adam`` (``torch.optim.Adam``, L2 weight
+            decay) or ``adamw`` (``torch.optim.AdamW``, decoupled weight decay).
+        momentum: SGD momentum (dampening 0), in ``[0, 1)``.
+        nesterov: Nesterov momentum (SGD with ``momentum > 0``).
+        weight_decay: the optimiser's weight decay (``>= 0``).
+        prox_mu: FedProx's proximal term ``mu/2 * ||w - w_global||^2`` added to the local loss.
+        betas, eps: Adam's moment decays and denominator term.
 
     Example:
         >>> LocalTraining(lr=0.1, epochs=1, batch_size=2).num_steps(4)
         2
+        >>> LocalTraining(lr=0.1, optimizer="adam", momentum=0.9)
+        Traceback (most recent call last):
+        ...
+        gradleak.core.errors.ConfigError: invalid local training: momentum applies to optimizer 'sgd' (adam uses betas)
     """
 
     lr: float = 0.1
     epochs: int = 1
     batch_size: int | None = None
     steps: int | None = None
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    prox_mu: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
 
     def __post_init__(self) -> None:
         problems = []
@@ -78,8 +96,35 @@ class LocalTraining:
             problems.append(bs_problem)
         if self.steps is not None and (steps_problem := int_problem("steps", self.steps, low=1, high=MAX_STEPS)):
             problems.append(steps_problem)
+        problems += self._optimiser_problems()
         if problems:
             raise ConfigError("invalid local training: " + "; ".join(problems))
+
+    def _optimiser_problems(self) -> list[str]:
+        """What is wrong with the optimiser fields (the fields after ``steps``)."""
+        problems = []
+        betas = self.betas
+        if (isinstance(betas, (tuple, list)) and len(betas) == 2
+                and not any(real_problem("beta", b, low=0, high=1) for b in betas) and all(b < 1 for b in betas)):
+            object.__setattr__(self, "betas", tuple(float(b) for b in betas))  # a JSON list reads back as a tuple
+        else:
+            problems.append(f"betas must be two numbers in [0, 1), got {betas!r}")
+        if not isinstance(self.optimizer, str) or self.optimizer not in ("sgd", "adam", "adamw"):
+            problems.append(f"optimizer must be 'sgd', 'adam' or 'adamw', got {self.optimizer!r}")
+        if real_problem("momentum", self.momentum, low=0, high=1) or self.momentum >= 1:
+            problems.append(f"momentum must be a number in [0, 1), got {self.momentum!r}")
+        elif self.momentum and self.optimizer != "sgd":
+            problems.append(f"momentum applies to optimizer 'sgd' ({self.optimizer} uses betas)")
+        if not isinstance(self.nesterov, bool):
+            problems.append(f"nesterov must be true or false, got {self.nesterov!r}")
+        elif self.nesterov and (self.optimizer != "sgd" or not self.momentum):
+            problems.append("nesterov needs optimizer 'sgd' with momentum > 0")
+        for name in ("weight_decay", "prox_mu"):
+            if problem := real_problem(name, getattr(self, name), low=0):
+                problems.append(problem)
+        if problem := real_problem("eps", self.eps, low=0, low_open=True):
+            problems.append(problem)
+        return problems
 
     def num_steps(self, num_examples: int) -> int:
         """Local SGD steps taken on ``num_examples`` examples."""

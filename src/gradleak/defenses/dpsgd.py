@@ -170,6 +170,11 @@ class DPSGD(TrainingDefense):
         from opacus import GradSampleModule
         from opacus.optimizers import DPOptimizer
 
+        from gradleak.fl.client import make_optimizer
+
+        if local is not None and local.prox_mu:
+            raise ConfigError("dpsgd does not add FedProx's proximal term (prox_mu); train without it, or "
+                              "with another defense")
         n = int(inputs.shape[0])
         q, steps = sampling(n, local)
         expected = max(1, round(q * n))
@@ -186,7 +191,8 @@ class DPSGD(TrainingDefense):
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "Full backward hook is firing")
                 optimizer = DPOptimizer(
-                    torch.optim.SGD(model.parameters(), lr=local.lr if local else 1.0),
+                    make_optimizer(list(model.parameters()), local) if local else
+                    torch.optim.SGD(model.parameters(), lr=1.0),
                     noise_multiplier=self.noise_multiplier(q, steps), max_grad_norm=self.clip,
                     expected_batch_size=expected, loss_reduction="sum",
                     generator=torch.Generator().manual_seed(self._seed))

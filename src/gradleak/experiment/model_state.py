@@ -42,10 +42,11 @@ from gradleak.core.jsonable import to_jsonable
 from gradleak.core.limits import MAX_EPOCHS
 from gradleak.core.paths import cache_dir
 from gradleak.core.torchfile import check_file, first_line, load_weights_only
+from gradleak.core.types import Progress
 from gradleak.data import Dataset, load_dataset
 from gradleak.data.splits import load_splits
 from gradleak.experiment.outputs import write_file
-from gradleak.models import build_model
+from gradleak.experiment.user_model import build_named_model, is_user_model, source_digest
 
 log = logging.getLogger(__name__)
 
@@ -65,25 +66,33 @@ def parse_model_state(text: str) -> int:
 
 
 def train_model(model: nn.Module, data: Dataset, *, epochs: int, seed: int, lr: float = 1e-3,
-                batch_size: int = 64) -> list[float]:
-    """Train ``model`` in place with Adam and seeded shuffling; returns the mean loss per epoch."""
+                batch_size: int = 64, progress: Progress | None = None) -> list[float]:
+    """Train ``model`` in place with Adam and seeded shuffling; returns the mean loss per epoch.
+
+    ``progress(batch, total_batches, loss)`` is called after every mini-batch.
+    """
     gen = torch.Generator().manual_seed(seed + 104729)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     losses = []
     n = len(data)
+    per_epoch, done = -(-n // batch_size), 0
     for epoch in range(epochs):
         order = torch.randperm(n, generator=gen)
         total = 0.0
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             if len(idx) < 2 and n > 1:
+                done += 1
                 continue  # BatchNorm cannot train on a batch of one
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(data.inputs[idx]), data.labels[idx])
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
+            done += 1
+            if progress is not None:
+                progress(done, epochs * per_epoch, float(loss.detach()))
         losses.append(total / n)
         log.info("training epoch %d/%d: loss %.4f", epoch + 1, epochs, losses[-1])
     model.eval()
@@ -113,7 +122,7 @@ def fingerprint(data: Dataset) -> str:
 
 
 def trained_state(model: nn.Module, train: Dataset, test: Dataset, *, epochs: int, seed: int,
-                  identity: Mapping[str, Any]) -> dict[str, Any]:
+                  identity: Mapping[str, Any], progress: Progress | None = None) -> dict[str, Any]:
     """Load the cached trained weights into ``model``, or train and cache them; returns the info dict."""
     key_src = json.dumps(to_jsonable({**identity, "format": FORMAT, "epochs": epochs, "seed": seed,
                                     "optimiser": OPTIMISER, "train_data": fingerprint(train),
@@ -134,7 +143,7 @@ def trained_state(model: nn.Module, train: Dataset, test: Dataset, *, epochs: in
             log.warning("cached model %s is unreadable (%s); training again", weights, err)
     start = time.perf_counter()
     losses = train_model(model, train, epochs=epochs, seed=seed, lr=OPTIMISER["lr"],
-                         batch_size=OPTIMISER["batch_size"])
+                         batch_size=OPTIMISER["batch_size"], progress=progress)
     info = {"state": f"trained:{epochs}", "epochs": epochs, "train_size": len(train),
             "test_size": len(test), "train_loss": losses, "test_accuracy": accuracy(model, test),
             "chance": 1.0 / train.num_classes, "train_seconds": time.perf_counter() - start,
@@ -211,23 +220,26 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
 
 def prepare_model(model_name: str, model_options: Mapping[str, Any], dataset_name: str,
                   dataset_options: Mapping[str, Any], *, seed: int, model_state: str = "untrained",
-                  checkpoint: str | Path | None = None) -> tuple[nn.Module, Dataset, dict[str, Any] | None]:
+                  checkpoint: str | Path | None = None,
+                  progress: Progress | None = None) -> tuple[nn.Module, Dataset, dict[str, Any] | None]:
     """The model with the requested weights, the data the attacked batch is drawn from, and info.
 
     Untrained without a checkpoint: the whole dataset, the seeded model, ``None`` (unchanged
-    behaviour). Otherwise the held-out split, and info with the test accuracy.
+    behaviour). Otherwise the held-out split, and info with the test accuracy. ``model_name`` may
+    be a registered model or ``FILE.py:FACTORY`` (:mod:`~gradleak.experiment.user_model`);
+    ``progress`` follows the training's mini-batches when the model is trained here.
     """
     epochs = parse_model_state(model_state)
     if epochs and checkpoint:
         raise ConfigError("choose either --model-state trained:EPOCHS or --checkpoint FILE, not both")
     if not epochs and not checkpoint:
         dataset = load_dataset(dataset_name, **dataset_options)
-        model = build_model(model_name, shape=dataset.shape, num_classes=dataset.num_classes, seed=seed,
-                            **model_options)
+        model = build_named_model(model_name, shape=dataset.shape, num_classes=dataset.num_classes, seed=seed,
+                                  options=model_options)
         return model, dataset, None
     train, test = load_splits(dataset_name, dataset_options)
-    model = build_model(model_name, shape=test.shape, num_classes=test.num_classes, seed=seed,
-                        **model_options)
+    model = build_named_model(model_name, shape=test.shape, num_classes=test.num_classes, seed=seed,
+                              options=model_options)
     if checkpoint:
         info = load_checkpoint(model, checkpoint)
         info.update(test_accuracy=accuracy(model, test, limit=2000), test_size=min(2000, len(test)),
@@ -236,8 +248,9 @@ def prepare_model(model_name: str, model_options: Mapping[str, Any], dataset_nam
         options = {k: (str(Path(v).expanduser().resolve()) if k == "data_dir" and v else v)
                    for k, v in dataset_options.items() if k != "split"}
         identity = {"model": model_name, "model_options": dict(model_options), "dataset": dataset_name,
+                    **({"model_source": source_digest(model_name)} if is_user_model(model_name) else {}),
                     "dataset_options": options, "shape": list(test.shape), "classes": test.num_classes}
-        info = trained_state(model, train, test, epochs=epochs, seed=seed, identity=identity)
+        info = trained_state(model, train, test, epochs=epochs, seed=seed, identity=identity, progress=progress)
     log.info("model %s (%s): test accuracy %.3f (chance %.3f)", model_name, info["state"],
              info["test_accuracy"], info["chance"])
     return model, test, info

@@ -17,7 +17,7 @@ import contextlib
 import io
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,11 @@ import torch
 from gradleak.core.results import RunResult
 from gradleak.core.types import GroundTruth, Progress, Reconstruction
 from gradleak.core.version import __version__
-from gradleak.data import sample_batch
+from gradleak.data import Dataset, sample_batch
 from gradleak.defenses.adaptive import adaptive_transform
-from gradleak.defenses.pipeline import client_seed, defend, defense_metrics
+from gradleak.defenses.pipeline import Defended, client_seed, defend, defense_metrics
+from gradleak.experiment.figure import comparison_figure
+from gradleak.experiment.fit import fit_report, fit_warning
 from gradleak.experiment.model_state import prepare_model
 from gradleak.experiment.outputs import RunFolder
 from gradleak.experiment.runfolder import RUN_FILES, image_grid, json_text, tensor_bytes
@@ -37,7 +39,7 @@ from gradleak.fl import fedavg_update, fedsgd_update
 from gradleak.metrics import evaluate
 
 SUMMARY_METRICS = ("mse", "psnr", "ssim", "lpips", "label_accuracy", "exact_fraction")
-"""The scores every run reports (defense facts such as ``epsilon`` are added when present)."""
+"""The scores a run reports (``lpips`` only when computed; defense facts such as ``epsilon`` when present)."""
 
 
 def run_scenario(
@@ -47,30 +49,75 @@ def run_scenario(
     overwrite: bool = False,
     progress: Progress | None = None,
     save_tensor_file: bool = False,
+    lpips: bool = False,
+    training_progress: Progress | None = None,
 ) -> RunResult:
     """Run one scenario; write the run folder when ``out_dir`` is given; return the result.
 
     Everything is checked before any work: the scenario, the attack's options and the run folder
     (which is staged at once, so an unwritable path fails now, not after the attack). The folder
     appears complete at the end or not at all (an error or Ctrl-C removes the staging).
+
+    Args:
+        scenario: what to run.
+        out_dir: the run folder to write (``None``: keep everything in memory).
+        overwrite: replace gradleak's files in an existing ``out_dir`` (one gradleak made: it
+            carries the run-folder marker; any other folder is refused untouched).
+        progress: ``progress(step, total, loss)`` of the attack.
+        save_tensor_file: also write ``tensors.safetensors``.
+        lpips: also compute LPIPS (needs the ``lpips`` package and its weights on disk;
+            the metric is left out when it is not computed).
+        training_progress: ``progress(batch, total, loss)`` while ``trained:EPOCHS`` trains.
     """
     scenario.validate()
     attack = build_attack(scenario)
     folder = RunFolder(out_dir, overwrite=overwrite, files=RUN_FILES) if out_dir is not None else None
     with folder if folder is not None else contextlib.nullcontext():
-        result = _run(scenario, attack, progress)
+        client = simulate_client(scenario, training_progress=training_progress)
+        defended, dataset, model_info = client.defended, client.dataset, client.model_info
+        model, update, truth = defended.model, defended.update, defended.truth
+        transform = adaptive_transform(model, update) if scenario.adaptive else None
+        if transform is not None:
+            attack = build_attack(scenario, transform=transform)
+        rec = attack.run(model, update, shape=dataset.shape, progress=progress)
+        scores = evaluate(rec, truth, with_lpips=lpips)
+        metrics = {k: scores[k] for k in SUMMARY_METRICS if k != "lpips" or scores[k] is not None}
+        metrics.update(defense_metrics(defended, scores))
+        fit = fit_report(model, update, rec, exact=attack.exact, transform=transform)
+        fit["warning"] = fit_warning(fit, update, model, labels_from=rec.info.get("labels_from"))
+        result = RunResult(scenario=asdict(scenario), metrics=metrics, per_image=scores["per_image"],
+                           matching=list(scores["matching"]), reconstruction=rec, truth=truth,
+                           seconds=rec.seconds, out_dir=str(folder.path) if folder is not None else None,
+                           model_state=model_info, fit=fit)
         if folder is not None:
-            result.out_dir = str(folder.path)
             write_run_folder(folder, result, save_tensor_file=save_tensor_file)
             folder.commit()
     return result
 
 
-def _run(scenario: Scenario, attack: Any, progress: Progress | None) -> RunResult:
+@dataclass
+class ClientSide:
+    """What the simulated client did: the defended update (with the model the server knows and the
+    truth behind it), the data it was drawn from, and how the model was trained or loaded."""
+
+    defended: Defended
+    dataset: Dataset
+    model_info: dict[str, Any] | None
+
+
+def simulate_client(scenario: Scenario, *, training_progress: Progress | None = None) -> ClientSide:
+    """Build the model, draw the client's batch and compute its (defended) update, as ``scenario`` says.
+
+    Example:
+        >>> side = simulate_client(Scenario(dataset="digits", model="mlp", batch_size=2))
+        >>> side.defended.update.num_examples, side.defended.update.labels.tolist()
+        (2, [6, 5])
+    """
     # untrained: the whole dataset; trained or a checkpoint: the held-out split (model_info says so)
     model, dataset, model_info = prepare_model(
         scenario.model, scenario.model_options, scenario.dataset, scenario.dataset_options,
-        seed=scenario.seed, model_state=scenario.model_state, checkpoint=scenario.checkpoint)
+        seed=scenario.seed, model_state=scenario.model_state, checkpoint=scenario.checkpoint,
+        progress=training_progress)
     truth = sample_batch(dataset, scenario.batch_size, seed=scenario.seed, label_mode=scenario.label_mode)
     model.train(scenario.mode == "train")
     leak, share = scenario.labels == "known", scenario.share_buffers
@@ -86,16 +133,7 @@ def _run(scenario: Scenario, attack: Any, progress: Progress | None) -> RunResul
                       sample=lambda k: sample_batch(dataset, scenario.batch_size,
                                                     label_mode=scenario.label_mode,
                                                     seed=client_seed(scenario.seed, k)))
-    model, update, truth = defended.model, defended.update, defended.truth
-    if scenario.adaptive:
-        attack = build_attack(scenario, transform=adaptive_transform(model, update))
-    rec = attack.run(model, update, shape=dataset.shape, progress=progress)
-    scores = evaluate(rec, truth)
-    metrics = {k: scores[k] for k in SUMMARY_METRICS}
-    metrics.update(defense_metrics(defended, scores))
-    return RunResult(scenario=asdict(scenario), metrics=metrics, per_image=scores["per_image"],
-                     matching=list(scores["matching"]), reconstruction=rec, truth=truth,
-                     seconds=rec.seconds, out_dir=None, model_state=model_info)
+    return ClientSide(defended, dataset, model_info)
 
 
 def reconstruction_png(rec: Reconstruction, truth: GroundTruth | None, matching: list[int] | None) -> bytes:
@@ -106,6 +144,47 @@ def reconstruction_png(rec: Reconstruction, truth: GroundTruth | None, matching:
     return buffer.getvalue()
 
 
+def labels_paired(attack: str) -> bool:
+    """Whether an attack's labels belong to its images (``False`` for exact attacks such as SPEAR,
+    whose labels are a multiset restored separately)."""
+    from gradleak.core.registry import ATTACKS
+
+    return not getattr(ATTACKS.get(attack), "exact", False)
+
+
+def run_labels(result: RunResult) -> dict[str, Any]:
+    """True and recovered labels: ``recovered[i]`` is the label of the reconstruction matched to truth ``i``."""
+    rec, truth = result.reconstruction, result.truth
+    paired = labels_paired(result.scenario["attack"])
+    out: dict[str, Any] = {"true": None if truth is None else truth.labels.tolist(), "paired": paired}
+    if rec.labels is None:
+        out["recovered"] = None
+    elif truth is not None and paired and len(rec.labels) == len(result.matching):
+        out["recovered"] = rec.labels[result.matching].tolist()
+    else:
+        out["recovered"] = rec.labels.tolist()
+    return out
+
+
+def figure_png(result: RunResult) -> bytes:
+    """``reconstruction.png`` of a run folder: pairs labelled with their labels and PSNR."""
+    rec, truth, s = result.reconstruction, result.truth, result.scenario
+    labels = run_labels(result)
+    recovered = rec.inputs if truth is None else rec.inputs[list(result.matching)]
+    psnrs = result.per_image.get("psnr") if isinstance(result.per_image, dict) else None
+    title = f"{s['attack']} · {s['dataset']} · {s['model']} · b={len(recovered)}"
+    if result.metrics.get("psnr") is not None:
+        title += f" · mean PSNR {result.metrics['psnr']:.1f} dB"
+    elif result.fit and result.fit.get("cosine_distance") is not None:
+        title += f" · fit: gradient cosine distance {result.fit['cosine_distance']:.3g}"
+    image = comparison_figure(truth.inputs if truth is not None else None, recovered,
+                              true_labels=labels["true"], recovered_labels=labels["recovered"], psnrs=psnrs,
+                              title=title.replace("·", "|"), labels_paired=labels["paired"])
+    buffer = io.BytesIO()
+    image.save(buffer, format="png")
+    return buffer.getvalue()
+
+
 def write_run_folder(folder: RunFolder, result: RunResult, *, save_tensor_file: bool = False) -> None:
     """Stage ``config.json``, ``metrics.json``, ``reconstruction.png`` (and tensors) of a run."""
     rec, truth = result.reconstruction, result.truth
@@ -113,10 +192,10 @@ def write_run_folder(folder: RunFolder, result: RunResult, *, save_tensor_file: 
         "gradleak": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     folder.write_bytes("config.json", json_text(config).encode())
-    folder.write_bytes("metrics.json", json_text({**result.summary(), "per_image": result.per_image,
-                                                  "matching": result.matching, "info": rec.info,
-                                                  "loss_history": rec.loss_history}).encode())
-    folder.write_bytes("reconstruction.png", reconstruction_png(rec, truth, result.matching))
+    folder.write_bytes("metrics.json", json_text({**result.summary(), "labels": run_labels(result),
+                                                  "per_image": result.per_image, "matching": result.matching,
+                                                  "info": rec.info, "loss_history": rec.loss_history}).encode())
+    folder.write_bytes("reconstruction.png", figure_png(result))
     if save_tensor_file and truth is not None:
         order = result.matching
         tensors = {"truth_inputs": truth.inputs, "truth_labels": truth.labels,

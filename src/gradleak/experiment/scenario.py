@@ -23,6 +23,7 @@ from gradleak.data import LABEL_MODES
 from gradleak.defenses.base import build_defenses
 from gradleak.defenses.pipeline import check_composition
 from gradleak.experiment.model_state import parse_model_state
+from gradleak.experiment.user_model import check_model, is_user_model
 
 PROTOCOLS = ("fedsgd", "fedavg")
 
@@ -77,15 +78,22 @@ class Scenario:
         problems = _type_problems(self)
         if problems:
             raise ConfigError("; ".join(problems))
-        attack, dataset, model = ATTACKS.get(self.attack), DATASETS.get(self.dataset), MODELS.get(self.model)
+        attack, dataset = ATTACKS.get(self.attack), DATASETS.get(self.dataset)
+        if is_user_model(self.model):  # FILE.py:FACTORY: the file, the factory and its options
+            def model_check() -> None:
+                check_model(self.model, self.model_options)
+        else:
+            model = MODELS.get(self.model)
+
+            def model_check() -> None:
+                check_options(model, self.model_options, f"model {self.model!r}")
         if self.protocol not in PROTOCOLS:
             problems.append(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         if self.label_mode not in LABEL_MODES:
             problems.append(f"label mode must be one of {', '.join(LABEL_MODES)}, got {self.label_mode!r}")
         if self.mode not in ("train", "eval"):
             problems.append(f"mode must be 'train' or 'eval', got {self.mode!r}")
-        for check in (lambda: check_seed(self.seed), self.local_training,
-                      lambda: check_options(model, self.model_options, f"model {self.model!r}"),
+        for check in (lambda: check_seed(self.seed), self.local_training, model_check,
                       lambda: check_options(dataset, self.dataset_options, f"dataset {self.dataset!r}")):
             try:
                 check()

@@ -113,24 +113,49 @@ def fedsgd_update(
     )
 
 
+def make_optimizer(params: list[nn.Parameter], local: LocalTraining) -> torch.optim.Optimizer:
+    """The client's ``torch.optim`` optimiser for ``local`` (SGD with momentum/Nesterov, Adam, AdamW).
+
+    Example:
+        >>> p = [nn.Parameter(torch.zeros(2))]
+        >>> type(make_optimizer(p, LocalTraining(lr=0.1, optimizer="adamw"))).__name__
+        'AdamW'
+    """
+    if local.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=local.lr, momentum=local.momentum, weight_decay=local.weight_decay,
+                               nesterov=local.nesterov)
+    adam = torch.optim.Adam if local.optimizer == "adam" else torch.optim.AdamW
+    return adam(params, lr=local.lr, betas=local.betas, eps=local.eps, weight_decay=local.weight_decay)
+
+
 def local_sgd(
     model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, local: LocalTraining, *, seed: int = 0
 ) -> nn.Module:
-    """Run the client's local SGD in place: ``local.epochs`` shuffled passes (or ``local.steps`` steps)."""
+    """Run the client's local training in place: ``local.epochs`` shuffled passes (or ``local.steps`` steps).
+
+    The optimiser is ``local``'s (:func:`make_optimizer`); with ``local.prox_mu > 0`` the loss
+    gains FedProx's proximal term ``mu/2 * sum ||w - w_start||^2`` (``w_start``: the weights
+    the client received).
+    """
     n = int(inputs.shape[0])
     bs = local.batch_size or n
     total = local.num_steps(n)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=local.lr)
+    params = list(model.parameters())
+    start = [p.detach().clone() for p in params]
+    opt = make_optimizer(params, local)
     step = 0
     while step < total:
         order = torch.randperm(n, generator=gen)
-        for start in range(0, n, bs):
+        for begin in range(0, n, bs):
             if step >= total:
                 break
-            idx = order[start:start + bs]
+            idx = order[begin:begin + bs]
             opt.zero_grad()
-            F.cross_entropy(model(inputs[idx]), labels[idx]).backward()
+            loss = F.cross_entropy(model(inputs[idx]), labels[idx])
+            if local.prox_mu:
+                loss = loss + local.prox_mu / 2 * sum(((p - s) ** 2).sum() for p, s in zip(params, start))
+            loss.backward()
             opt.step()
             step += 1
     return model

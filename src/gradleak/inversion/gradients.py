@@ -19,7 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from gradleak.core.errors import NotApplicableError
 from gradleak.core.types import ClientUpdate, GradList, TrialTransform
+from gradleak.inversion.unroll import effective_steps
 from gradleak.models.layers import has_batchnorm
 
 
@@ -27,22 +29,73 @@ def observed_gradient(model: nn.Module, update: ClientUpdate) -> GradList:
     """The gradient an attack matches, in ``model.named_parameters()`` order.
 
     FedSGD gradients are returned as they are. A FedAvg weight delta becomes the average
-    gradient ``-(W_after - W_before) / (lr * steps)`` — exact for one local step, an
-    approximation for several (attacks that unroll local training use the delta directly).
+    gradient (:func:`average_gradient`) — exact for one local step, an approximation for
+    several (attacks that unroll local training use the delta directly).
+
+    Raises:
+        NotApplicableError: the clients train with Adam/AdamW, whose delta is no gradient.
     """
     update.validate(model)
-    names = [n for n, _ in model.named_parameters()]
-    if update.kind == "gradients":
-        return [update.tensors[n].detach().float() for n in names]
-    scale = delta_scale(update)
-    return [update.tensors[n].detach().float() * scale for n in names]
+    problems = delta_problems(update)
+    if problems:
+        raise NotApplicableError("reading the update as a gradient", problems)
+    return [average_gradient(update, n, p) for n, p in model.named_parameters()]
 
 
 def delta_scale(update: ClientUpdate) -> float:
-    """``-1 / (lr · T)``: the factor that turns a FedAvg weight delta into the average gradient."""
+    """``-1 / (lr · T_eff)``: the factor that turns a FedAvg weight delta into the average gradient.
+
+    ``T_eff`` is the number of local steps, grown by momentum
+    (:func:`~gradleak.inversion.unroll.effective_steps`).
+    """
     local = update.local_training
     assert local is not None  # guaranteed by ClientUpdate for a weight delta
-    return -1.0 / (local.lr * local.num_steps(update.num_examples))
+    return -1.0 / (local.lr * effective_steps(local, update.num_examples))
+
+
+def average_gradient(update: ClientUpdate, name: str, start: torch.Tensor,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The client's average gradient of parameter ``name`` (whose sent value is ``start``), in ``dtype``.
+
+    For SGD clients ``g = Δ · delta_scale − weight_decay · W₀``. What is exact and what is not:
+
+    * one local step of SGD, with or without momentum, Nesterov, weight decay or FedProx's
+      term (which is zero at the first step): exact;
+    * several steps: the mean of the step gradients if they did not change along the way;
+      weight decay is taken at ``W₀`` (not at the moving weights) and FedProx's pull back to
+      ``W₀`` is ignored — all three errors shrink with ``lr · T``;
+    * Adam/AdamW: no conversion exists (see :func:`delta_problems`).
+
+    Example:
+        >>> import torch
+        >>> from gradleak.core.types import LocalTraining
+        >>> d = ClientUpdate("weight_delta", {"w": torch.tensor([-0.3])}, 1, LocalTraining(lr=0.1, weight_decay=1.0))
+        >>> average_gradient(d, "w", torch.tensor([1.0])).tolist()   # -(-0.3)/0.1 - 1.0 * 1.0
+        [2.0]
+    """
+    tensor = update.tensors[name].detach().to(dtype)
+    if update.kind == "gradients":
+        return tensor
+    local = update.local_training
+    assert local is not None
+    g = tensor * delta_scale(update)
+    if local.weight_decay:
+        g = g - local.weight_decay * start.detach().to(dtype)
+    return g
+
+
+def delta_problems(update: ClientUpdate) -> list[str]:
+    """Why a weight delta cannot be read as an average gradient (empty when it can).
+
+    Adam divides each entry by the root of its second moment, so after one step the delta is
+    ``−lr · g/(|g| + eps)``: the signs of the gradient, its magnitudes gone.
+    """
+    local = update.local_training
+    if update.kind != "weight_delta" or local is None or local.optimizer == "sgd":
+        return []
+    return [f"the clients train with {local.optimizer}, whose weight delta keeps only the sign of each gradient "
+            "entry and cannot be read as a gradient; use fedavg-unrolled, which simulates "
+            f"{local.optimizer} (with labels that leak or are known)"]
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,10 @@ def geng_raw_counts(row_sums: torch.Tensor, p_mean: torch.Tensor, o_hat: float, 
 
 
 def restore_geng(model: nn.Module, update: ClientUpdate, *, shape: Sequence[int]) -> torch.Tensor:
-    """Geng et al.'s zero-shot count restoration (dummy ``p̄`` and ``Ô`` at the current weights)."""
+    """Geng et al.'s zero-shot count restoration (dummy ``p̄`` and ``Ô`` at the current weights).
+
+    Needs non-negative features into the last linear layer (ReLU/sigmoid) and dummy outputs that resemble real ones.
+    """
     shape = check_applicable(model, update, "geng", shape=shape, nonnegative=True, alternatives=("bias", "ilrg"))
     weight_grad, _ = last_layer_gradients(model, update)
     stats = dummy_statistics(model, shape)
@@ -67,7 +70,10 @@ def restore_geng(model: nn.Module, update: ClientUpdate, *, shape: Sequence[int]
 
 
 def restore_bias(model: nn.Module, update: ClientUpdate, *, shape: Sequence[int]) -> torch.Tensor:
-    """Counts from the bias gradient, ``K·(p̄ − ∂L/∂b)``, with ``p̄`` from dummy inputs."""
+    """Counts from the bias gradient, ``K·(p̄ − ∂L/∂b)``, with ``p̄`` from dummy inputs.
+
+    Needs a bias on the last linear layer; no sign assumption on the features.
+    """
     shape = check_applicable(model, update, "bias", shape=shape, nonnegative=False, needs_bias=True)
     _, bias_grad = last_layer_gradients(model, update)
     assert bias_grad is not None  # checked above
@@ -77,7 +83,10 @@ def restore_bias(model: nn.Module, update: ClientUpdate, *, shape: Sequence[int]
 
 
 def restore_dimitrov(model: nn.Module, update: ClientUpdate, *, shape: Sequence[int]) -> torch.Tensor:
-    """Geng counts averaged over weights interpolated from the start to the end of local training."""
+    """Geng counts averaged over weights interpolated from the start to the end of local training.
+
+    Needs non-negative features into the last linear layer (ReLU/sigmoid); made for FedAvg deltas.
+    """
     shape = check_applicable(model, update, "dimitrov", shape=shape, nonnegative=True, alternatives=("bias", "ilrg"))
     weight_grad, _ = last_layer_gradients(model, update)
     row_sums = weight_grad.sum(dim=1)

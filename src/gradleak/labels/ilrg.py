@@ -61,7 +61,10 @@ def ilrg_raw_counts(weight_grad: torch.Tensor, bias_grad: torch.Tensor, weight: 
 
 
 def restore_ilrg(model: nn.Module, update: ClientUpdate, *, shape: Sequence[int]) -> torch.Tensor:
-    """iLRG counts: class embeddings from weight/bias gradient ratios, then a pseudo-inverse solve."""
+    """iLRG counts: class embeddings from weight/bias gradient ratios, then a pseudo-inverse solve.
+
+    Needs a bias on the last linear layer; no sign assumption on the features.
+    """
     check_applicable(model, update, "ilrg", shape=shape, nonnegative=False, needs_bias=True)
     weight_grad, bias_grad = last_layer_gradients(model, update)
     found = last_linear(model)

@@ -48,7 +48,10 @@ def mean_embedding(weight_grad: torch.Tensor, bias_grad: torch.Tensor) -> torch.
 
 
 def restore_lsq(model: nn.Module, update: ClientUpdate, *, shape: Sequence[int]) -> torch.Tensor:
-    """Counts ``K·(softmax(W ō + b) − ∂L/∂b)`` with ``ō`` fitted from the gradient."""
+    """Counts ``K·(softmax(W ō + b) − ∂L/∂b)`` with ``ō`` fitted from the gradient.
+
+    Needs a bias on the last linear layer; no sign assumption on the features.
+    """
     check_applicable(model, update, "lsq", shape=shape, nonnegative=False, needs_bias=True)
     weight_grad, bias_grad = last_layer_gradients(model, update)
     found = last_linear(model)

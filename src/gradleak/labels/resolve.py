@@ -21,6 +21,7 @@ from torch import nn
 from gradleak.core.errors import ConfigError, NotApplicableError
 from gradleak.core.registry import LABEL_METHODS
 from gradleak.core.types import ClientUpdate
+from gradleak.inversion.gradients import delta_problems
 from gradleak.models.layers import last_linear
 
 DEFAULT_BATCH_METHODS = ("lsq", "bias", "geng")
@@ -64,4 +65,6 @@ def labels_available(model: nn.Module, update: ClientUpdate) -> list[str]:
     """Why labels can be neither read from the update nor restored (empty when they can)."""
     if update.labels is None and last_linear(model) is None:
         return ["labels are not in the update and the model has no nn.Linear layer to restore them from"]
+    if update.labels is None and delta_problems(update):
+        return [f"labels are not in the update and cannot be restored from it: {delta_problems(update)[0]}"]
     return []

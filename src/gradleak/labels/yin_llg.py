@@ -38,7 +38,10 @@ _COUNT_METHODS = ("geng", "ilrg", "bias", "llg", "dimitrov")
 
 
 def restore_yin(model: nn.Module, update: ClientUpdate, *, shape: Sequence[int]) -> torch.Tensor:
-    """GradInversion's label rule: the ``K`` most negative row minima (distinct labels only)."""
+    """GradInversion's label rule: the ``K`` most negative row minima (distinct labels only).
+
+    Needs non-negative features into the last linear layer (ReLU/sigmoid) and K distinct labels.
+    """
     check_applicable(model, update, "yin", shape=shape, nonnegative=True, alternatives=("bias", "ilrg"))
     weight_grad, _ = last_layer_gradients(model, update)
     k, classes = update.num_examples, weight_grad.shape[0]
@@ -52,7 +55,10 @@ def restore_yin(model: nn.Module, update: ClientUpdate, *, shape: Sequence[int])
 
 
 def restore_llg(model: nn.Module, update: ClientUpdate, *, shape: Sequence[int]) -> torch.Tensor:
-    """LLG: existence from negative row sums, counts by greedy subtract-and-reselect of the impact."""
+    """LLG: existence from negative row sums, counts by greedy subtract-and-reselect of the impact.
+
+    Needs non-negative features into the last linear layer (ReLU/sigmoid).
+    """
     check_applicable(model, update, "llg", shape=shape, nonnegative=True, alternatives=("bias", "ilrg"))
     weight_grad, _ = last_layer_gradients(model, update)
     return llg_counts(weight_grad.sum(dim=1), update.num_examples)

@@ -5,9 +5,11 @@ run was given, runs the scenario in memory, and returns the metrics, per-image s
 ``reconstruction.png`` bytes (nothing is written to the worker's disk, so Ray nodes need no
 shared filesystem). Any exception inside a run becomes a ``failed`` result with its error.
 
-- ``local``: a ``spawn`` process pool, default 1 worker (torch already uses the cores); each run
-  gets ``cpus_per_run`` threads (default: the machine's cores divided by the workers).
-  ``workers=0`` runs in the driver process itself.
+- ``local``: a ``spawn`` process pool, by default one worker per core, each run with one torch
+  thread (``cpus_per_run``): the small models of a sweep gain little from intra-op threads,
+  and several threaded runs on the same cores oversubscribe them.
+  ``workers=0`` runs in the driver process itself. At most ``workers`` runs are in flight, so
+  ``on_begin`` names exactly the runs that are executing.
 - ``ray``: ``address="auto"`` joins a running cluster; otherwise a local Ray starts with
   ``workers`` CPUs. Each task asks Ray for ``cpus_per_run`` CPUs (default 1) and sets torch's
   threads from what Ray assigned. Needs ``pip install 'gradleak[ray]'``.
@@ -77,7 +79,7 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         losses = rec.loss_history
         result.update(status="done", metrics=run.metrics, seconds=run.seconds,
                       detail={"per_image": run.per_image, "matching": run.matching,
-                              "final_loss": losses[-1] if losses else None, "info": rec.info})
+                              "final_loss": losses[-1] if losses else None, "info": rec.info, "fit": run.fit})
     except Exception as err:  # a failing run is a result to store, not a crash of the sweep
         log.debug("run %s failed", task["key"], exc_info=True)
         result.update(status="failed", error=f"{type(err).__name__}: {err}",
@@ -91,18 +93,31 @@ def _died(task: dict[str, Any], why: str) -> dict[str, Any]:
             "status": "failed", "error": why, "versions": {}, "wall_seconds": None}
 
 
-def run_local(tasks: list[dict[str, Any]], *, workers: int = 1,
-              cpus_per_run: int | None = None) -> Iterator[dict[str, Any]]:
+def default_workers() -> int:
+    """One local worker per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+def run_local(tasks: list[dict[str, Any]], *, workers: int | None = None, cpus_per_run: int | None = None,
+              on_begin: Any = None) -> Iterator[dict[str, Any]]:
     """Execute tasks in a ``spawn`` process pool; yield results as they finish.
 
-    ``workers=0`` runs them one by one in this process (no isolation; for debugging and tests).
+    Args:
+        tasks: planned runs (``key``, ``config``, ``preset``).
+        workers: processes (default: one per core); ``0`` runs them one by one in this process
+            (no isolation; for debugging and tests).
+        cpus_per_run: torch threads per run (default 1).
+        on_begin: ``fn(task)`` called when a run is handed to a worker.
     """
     check_backend_options("local", workers, None, cpus_per_run)
+    workers = default_workers() if workers is None else workers
     if workers == 0:
         for task in tasks:
+            if on_begin is not None:
+                on_begin(task)
             yield execute_run({**task, "threads": cpus_per_run})
         return
-    threads = cpus_per_run or max(1, (os.cpu_count() or 1) // workers)
+    threads = cpus_per_run or 1
     pending = list(reversed(tasks))
     context = multiprocessing.get_context("spawn")
     while pending:
@@ -114,10 +129,12 @@ def run_local(tasks: list[dict[str, Any]], *, workers: int = 1,
         finished_cleanly = False
         try:
             while (pending or running) and not broken:
-                while pending and len(running) < 2 * workers:
+                while pending and len(running) < workers:
                     task = pending.pop()
                     with sigint_blocked():  # submit may spawn a worker
                         running[pool.submit(execute_run, {**task, "threads": threads})] = task
+                    if on_begin is not None:
+                        on_begin(task)
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     task = running.pop(future)
@@ -172,17 +189,17 @@ def start_ray(workers: int | None, address: str | None) -> bool:
 
 
 def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address: str | None = None,
-            cpus_per_run: int | None = None) -> Iterator[dict[str, Any]]:
+            cpus_per_run: int | None = None, on_begin: Any = None) -> Iterator[dict[str, Any]]:
     """Execute tasks as Ray tasks; yield results to the driver as they finish.
 
     Ray is joined (or started) when this is called, not when the first result is asked for.
     """
     started = start_ray(workers, address)
-    return _ray_results(tasks, workers=workers, cpus_per_run=cpus_per_run, started=started)
+    return _ray_results(tasks, workers=workers, cpus_per_run=cpus_per_run, started=started, on_begin=on_begin)
 
 
 def _ray_results(tasks: list[dict[str, Any]], *, workers: int | None, cpus_per_run: int | None,
-                 started: bool) -> Iterator[dict[str, Any]]:
+                 started: bool, on_begin: Any = None) -> Iterator[dict[str, Any]]:
     import ray
 
     try:
@@ -195,6 +212,8 @@ def _ray_results(tasks: list[dict[str, Any]], *, workers: int | None, cpus_per_r
             while pending and len(running) < 2 * window:
                 task = pending.pop()
                 running[remote.remote(task)] = task
+                if on_begin is not None:
+                    on_begin(task)
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:
                 task = running.pop(ref)
@@ -229,20 +248,22 @@ def check_backend_options(backend: str, workers: int | None, address: str | None
 
 
 def execute(tasks: list[dict[str, Any]], *, backend: str = "local", workers: int | None = None,
-            address: str | None = None, cpus_per_run: int | None = None) -> Iterator[dict[str, Any]]:
-    """Dispatch to a backend by name."""
+            address: str | None = None, cpus_per_run: int | None = None,
+            on_begin: Any = None) -> Iterator[dict[str, Any]]:
+    """Dispatch to a backend by name (``on_begin(task)``: a run was handed to a worker)."""
     if backend == "local":
         if address:
             raise ConfigError("--address only applies to --backend ray")
-        return run_local(tasks, workers=1 if workers is None else workers, cpus_per_run=cpus_per_run)
+        return run_local(tasks, workers=workers, cpus_per_run=cpus_per_run, on_begin=on_begin)
     if backend == "ray":
-        return run_ray(tasks, workers=workers, address=address, cpus_per_run=cpus_per_run)
+        return run_ray(tasks, workers=workers, address=address, cpus_per_run=cpus_per_run, on_begin=on_begin)
     raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
 
 
 def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int | None = None,
               address: str | None = None, cpus_per_run: int | None = None, retry_failed: bool = False,
-              on_start: Any = None, on_result: Any = None, busy_timeout: float = 300.0) -> dict[str, int]:
+              on_start: Any = None, on_result: Any = None, on_begin: Any = None,
+              busy_timeout: float = 300.0) -> dict[str, int]:
     """Run a parsed :class:`~gradleak.sweep.Grid` into the results database ``db``.
 
     Finished runs are skipped; failed ones too unless ``retry_failed``. Each result is committed
@@ -255,6 +276,7 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
         retry_failed: run the stored failed runs again.
         on_start: ``fn(counts)`` called once with ``total``/``skipped``/``to_run`` before running.
         on_result: ``fn(result)`` called after each result is stored.
+        on_begin: ``fn(task)`` called when a run starts on a worker.
         busy_timeout: seconds a write waits for a database another process holds locked; a
             finished run that still cannot be stored is kept in ``DB.unstored.jsonl`` (counted as
             ``unstored``) and stored by the next sweep on ``db``.
@@ -289,8 +311,8 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
                   "unstored": 0}
         log.info("sweep %s: %d planned, %d already stored, %d to run on %s", grid.source, len(planned),
                  counts["skipped"], len(tasks), backend)
-        results = execute(tasks, backend=backend, workers=workers, address=address,
-                          cpus_per_run=cpus_per_run) if tasks else iter(())  # joins Ray now
+        results = execute(tasks, backend=backend, workers=workers, address=address, cpus_per_run=cpus_per_run,
+                          on_begin=on_begin) if tasks else iter(())  # joins Ray now
         if on_start is not None:
             on_start({**counts, "to_run": len(tasks)})
         if tasks:

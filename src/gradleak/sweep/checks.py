@@ -89,8 +89,12 @@ def _dataset_facts(scenario: Scenario) -> tuple[list[int], int] | None:
 
 def _check_model(scenario: Scenario) -> None:
     from gradleak.core.registry import MODELS, check_kwargs
+    from gradleak.experiment.user_model import check_model, is_user_model
     from gradleak.models import check_model_size
 
+    if is_user_model(scenario.model):  # FILE.py:FACTORY: the file, the factory and its options
+        check_model(scenario.model, scenario.model_options)
+        return
     options = check_kwargs(MODELS.get(scenario.model), scenario.model_options, f"model {scenario.model!r}")
     facts = _dataset_facts(scenario)
     if facts is not None:

@@ -94,6 +94,7 @@ class GGL(Attack):
     takes_labels = True
     needs_prior = True
     supports_adaptive = True
+    progress_unit = "search steps"
 
     def __init__(self, *, generator: str | Generator = "mnist-dcgan", optimizer: str = "cma",
                  steps: int | None = None, population: int = 50, bo_batch: int = 10, bo_init: int = 256,

@@ -119,6 +119,7 @@ class GIFD(Attack):
     takes_labels = True
     needs_prior = True
     supports_adaptive = True
+    progress_unit = "steps, all stages"
 
     def __init__(self, *, generator: str | Generator = "mnist-dcgan", steps: int = 1000,
                  stages: Sequence[int] | None = None, radii: Sequence[float] = RADII,

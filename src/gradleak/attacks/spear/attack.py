@@ -1,7 +1,8 @@
 """SPEAR: exact gradient inversion of batches (Dimitrov, Baader, Müller, Vechev; NeurIPS 2024; arXiv 2403.03945).
 
 Threat model: honest-but-curious server with the model's weights and one FedSGD gradient (or
-a FedAvg weight delta, read as the average gradient ``−ΔW / (lr · steps)``).
+a FedAvg weight delta, read as the average gradient ``−ΔW / (lr · T_eff) − wd · W₀``, exact
+for one local step of SGD with or without momentum and weight decay).
 Needs: a first weighted layer ``nn.Linear`` *with bias* followed by ``nn.ReLU``, preceded only by
 ``Normalize``/``Flatten``/``Identity``/``Dropout`` (inverted here); batch size ``b`` below the layer
 width and the input dimension; no labels (reported as unknown, or restored by a label method).
@@ -68,7 +69,7 @@ from gradleak.attacks.spear.select import (
 from gradleak.core.errors import ConfigError, GradleakError
 from gradleak.core.seeding import attack_generator
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction
-from gradleak.inversion.gradients import delta_scale
+from gradleak.inversion.gradients import average_gradient
 from gradleak.labels.resolve import resolve_labels
 from gradleak.models.layers import Normalize
 
@@ -106,14 +107,11 @@ def locate_layer(model: nn.Module) -> tuple[list[nn.Module], str | None, nn.Line
     return prefix, None, None, ["the model has no weighted layer"]
 
 
-def layer_gradients(update: ClientUpdate, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (average) gradient of ``name``'s weight and bias in float64."""
-    gw = update.tensors[f"{name}.weight"].detach().double()
-    gb = update.tensors[f"{name}.bias"].detach().double()
-    if update.kind == "weight_delta":
-        scale = delta_scale(update)
-        gw, gb = gw * scale, gb * scale
-    return gw, gb
+def layer_gradients(update: ClientUpdate, name: str, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (average) gradient of ``name``'s weight and bias in float64 (``layer``: the sent weights)."""
+    assert layer.bias is not None  # checked by locate_layer
+    return (average_gradient(update, f"{name}.weight", layer.weight, torch.float64),
+            average_gradient(update, f"{name}.bias", layer.bias, torch.float64))
 
 
 class Spear(Attack):
@@ -140,6 +138,9 @@ class Spear(Attack):
     name = "spear"
     presets = {"tiny": {"max_seconds": 20.0}}
     takes_labels = True
+    exact = True
+    progress_unit = "sampled row subsets"
+    progress_total_is_bound = True
 
     def __init__(self, *, method: str = "hybrid", max_samples: int = 50_000_000, batch: int = 4096,
                  max_seconds: float | None = 300.0, tau: float = 0.1, zero_tol: float | None = None,
@@ -174,7 +175,7 @@ class Spear(Attack):
             reasons.append(f"batch size {b} must be below the input dimension {n}")
         if reasons or f"{name}.weight" not in update.tensors or f"{name}.bias" not in update.tensors:
             return reasons
-        sv = torch.linalg.svdvals(layer_gradients(update, name)[0])
+        sv = torch.linalg.svdvals(layer_gradients(update, name, layer)[0])
         rank = int((sv > self.rank_tol * sv[0]).sum()) if sv[0] > 0 else 0
         if rank < b:
             reasons.append(f"the gradient of {name!r} has numerical rank {rank} < batch size {b} "
@@ -195,7 +196,7 @@ class Spear(Attack):
         if math.prod(shape) != layer.in_features:
             raise ConfigError(f"input shape {tuple(shape)} has {math.prod(shape)} values but layer "
                               f"{name!r} takes {layer.in_features}; pass the dataset's image shape")
-        gw, gb = layer_gradients(update, name)
+        gw, gb = layer_gradients(update, name, layer)
         W, bias = layer.weight.detach().double(), layer.bias.detach().double()
         b = update.num_examples
         U, S, Vh = torch.linalg.svd(gw, full_matrices=False)

@@ -32,7 +32,7 @@ from torch import nn
 from gradleak.core.errors import ConfigError
 from gradleak.core.types import ClientUpdate, LocalTraining
 from gradleak.defenses.base import build_defenses
-from gradleak.integrations.flower.strategy import require_flwr, to_tensors
+from gradleak.integrations.flower.replies import require_flwr, to_tensors
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,12 @@ object with ``add(record)`` and ``summaries()``; two ship here:
 * :class:`AuditFolderStore` writes one run folder per record, in the layout of
   ``gradleak attack`` (``config.json``, ``metrics.json``, ``reconstruction.png``), under
   ``ROOT/round-RRR/node-ID/``, plus ``ROOT/index.json`` (every record's summary, rewritten
-  after each one) and ``ROOT/report.md`` (a table, written by :meth:`write_report`).
+  after each one), ``ROOT/audit.sqlite`` (the same records as sweep rows) and, from
+  :meth:`write_report`, ``ROOT/report.md`` (per client, per round, every update),
+  ``ROOT/summary.json`` and ``ROOT/report.html`` (the sweeps' HTML report of those rows).
 * :class:`AuditSQLiteStore` writes one row per record into the sweeps' SQLite results file
-  (:class:`gradleak.sweep.store.Store`), so ``gradleak report`` tools read an audit like a sweep.
+  (:class:`gradleak.sweep.store.Store`), so ``gradleak report`` tools read an audit like a sweep;
+  its :meth:`~AuditSQLiteStore.write_report` writes ``<db>.md`` and ``<db>.html`` beside it.
 
 Every ``add`` is thread-safe, so attacks may run in a background worker.
 
@@ -24,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import io
-import json
 import logging
 import threading
 import time
@@ -32,14 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from gradleak.core.jsonable import to_jsonable
 from gradleak.core.types import GroundTruth, Reconstruction
 from gradleak.experiment.outputs import check_out_dir, write_file, write_marker
 from gradleak.experiment.runfolder import image_grid, write_json
+from gradleak.integrations.flower.auditreport import format_report
 
 log = logging.getLogger(__name__)
 
-Status = Literal["ok", "skipped", "failed"]
+Status = Literal["ok", "skipped", "failed", "timeout", "cancelled"]
 METRIC_KEYS = ("mse", "psnr", "ssim", "lpips", "label_accuracy", "exact_fraction")
 
 
@@ -50,8 +52,10 @@ class AuditRecord:
     Args:
         round: the Flower server round (from 1).
         node_id: the client's node id (what the server sees).
-        status: ``ok`` (attacked), ``skipped`` (the reply could not be read as an update, see
-            ``reason``) or ``failed`` (the attack raised, see ``reason``).
+        status: ``ok`` (attacked), ``skipped`` (the reply could not be read as an update),
+            ``failed`` (the attack raised), ``timeout`` (it ran past its budget and was stopped or
+            abandoned) or ``cancelled`` (it never ran: the round's budget was spent first, or the
+            run stopped); ``reason`` says why for every status but ``ok``.
         reason: why it was skipped or failed.
         attack: the attack's registry name.
         num_examples: the client's ``num-examples``.
@@ -62,6 +66,7 @@ class AuditRecord:
         truth: the client's real data, from the simulation-only truth hook.
         config: the audit's settings (attack options, model, shape), written to ``config.json``.
         out_dir: the run folder, once a folder store wrote it.
+        partition_id: the client's partition id, when its reply said it.
     """
 
     round: int
@@ -77,11 +82,12 @@ class AuditRecord:
     truth: GroundTruth | None = None
     config: dict[str, Any] = field(default_factory=dict)
     out_dir: str | None = None
+    partition_id: int | None = None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able row: identity, status, settings and the headline metrics."""
         metrics = {k: self.metrics.get(k) for k in METRIC_KEYS} if self.metrics else None
-        return {"round": self.round, "node_id": self.node_id, "status": self.status,
+        return {"round": self.round, "node_id": self.node_id, "partition_id": self.partition_id, "status": self.status,
                 "reason": self.reason, "attack": self.attack, "num_examples": self.num_examples,
                 "local_training": self.local_training, "seconds": self.seconds, "metrics": metrics,
                 "has_reconstruction": self.reconstruction is not None, "out_dir": self.out_dir}
@@ -129,7 +135,10 @@ class AuditFolderStore(AuditMemoryStore):
         self.root = check_out_dir(root, overwrite=overwrite)
         self.root.mkdir(parents=True, exist_ok=True)
         write_marker(self.root, [], kind="flower-audit")  # gradleak's folder: --overwrite may reuse it
+        (self.root / "audit.sqlite").unlink(missing_ok=True)
         self._write_lock = threading.Lock()
+        self._report_lock = threading.Lock()
+        self.db = AuditSQLiteStore(self.root / "audit.sqlite")
         write_json(self.root / "index.json", [])
 
     def add(self, record: AuditRecord) -> None:
@@ -141,14 +150,17 @@ class AuditFolderStore(AuditMemoryStore):
             _write_record(folder, record)
             super().add(record)
             write_json(self.root / "index.json", self.summaries())
+        self.db.add(record)
 
     def write_report(self, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``report.md`` (and ``summary.json`` with ``extra``) and return the report's path."""
-        rows = self.summaries()
-        write_json(self.root / "summary.json", {**(extra or {}), "records": rows})
-        path = self.root / "report.md"
-        write_file(path, format_report(rows, extra))
-        return path
+        """Write ``report.md``, ``summary.json`` (with ``extra``) and ``report.html``; return the Markdown's path."""
+        with self._report_lock:
+            rows = self.summaries()
+            write_json(self.root / "summary.json", {**(extra or {}), "records": rows})
+            path = self.root / "report.md"
+            _atomic_write(path, format_report(rows, extra))
+            self.db.write_html(self.root / "report.html")
+            return path
 
 
 class AuditSQLiteStore(AuditMemoryStore):
@@ -177,7 +189,9 @@ class AuditSQLiteStore(AuditMemoryStore):
 
         ok = record.status == "ok"
         local = record.local_training or {}
-        config = {**record.config, "round": record.round, "node_id": record.node_id, "source": "flower",
+        client = f"partition {record.partition_id}" if record.partition_id is not None else f"node {record.node_id}"
+        config = {**record.config, "round": record.round, "node_id": record.node_id, "client": client,
+                  "partition_id": record.partition_id, "source": "flower",
                   "protocol": "fedavg", "batch_size": record.num_examples, "local_steps": local.get("steps"),
                   "local_training": local, "audit": self.tag}
         row: dict[str, Any] = {"key": f"flower-{self.tag}-r{record.round:03d}-n{record.node_id}",
@@ -196,6 +210,20 @@ class AuditSQLiteStore(AuditMemoryStore):
             with Store(self.path) as store:
                 store.record(row)
             super().add(record)
+
+    def write_html(self, out: str | Path) -> Path:
+        """The sweeps' HTML report of these rows (all audits in the file), written to ``out``."""
+        from gradleak.report.html import write_html
+
+        with self._write_lock:
+            return write_html(self.path, out, title=f"gradleak audit of a federated run ({self.path.name})")
+
+    def write_report(self, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``<db>.md`` (this audit's records) and ``<db>.html`` beside the database; return the ``.md`` path."""
+        path = self.path.with_suffix(".md")
+        _atomic_write(path, format_report(self.summaries(), extra))
+        self.write_html(self.path.with_suffix(".html"))
+        return path
 
 
 def _rows(record: AuditRecord) -> list[Any] | None:
@@ -236,34 +264,6 @@ def _write_record(folder: Path, record: AuditRecord) -> None:
         image_grid(rows).save(folder / "reconstruction.png")
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def format_report(rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> str:
-    """A Markdown report: the run's facts, then one table row per (round, client).
-
-    Example:
-        >>> print(format_report([]).splitlines()[0])
-        # gradleak audit of a federated run
-    """
-    lines = ["# gradleak audit of a federated run", ""]
-    for key, value in (extra or {}).items():
-        lines.append(f"- **{key}**: {json.dumps(to_jsonable(value))}")
-    ok = [r for r in rows if r["status"] == "ok"]
-    lines += ["", f"{len(rows)} client updates seen, {len(ok)} attacked, "
-              f"{sum(r['status'] == 'skipped' for r in rows)} skipped, "
-              f"{sum(r['status'] == 'failed' for r in rows)} failed.", "",
-              "| round | node | status | examples | PSNR | SSIM | exact | labels | seconds | note |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in sorted(rows, key=lambda r: (r["round"], r["node_id"])):
-        m = r["metrics"] or {}
-        lines.append(
-            f"| {r['round']} | {r['node_id']} | {r['status']} | {_fmt(r['num_examples'])} | "
-            f"{_fmt(m.get('psnr'))} | {_fmt(m.get('ssim'), 3)} | {_fmt(m.get('exact_fraction'))} | "
-            f"{_fmt(m.get('label_accuracy'))} | {_fmt(r['seconds'], 1)} | {r['reason'][:80]} |")
-    return "\n".join(lines) + "\n"
+def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a report."""
+    write_file(path, text)

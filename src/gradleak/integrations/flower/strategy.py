@@ -1,18 +1,19 @@
 """Audit a real Flower run: the server attacks each client update while training goes on.
 
-:class:`AuditStrategy` wraps any strategy of Flower's Message API (``flwr`` 1.41–1.42,
-``flwr.serverapp.strategy``). Each round it keeps a copy of the global arrays and of the train
-config it sends to every node; when the replies come back it reads each reply's arrays and
-``num-examples``, builds a :class:`~gradleak.core.types.ClientUpdate` (weight delta = reply − sent;
-:class:`~gradleak.core.types.LocalTraining` from the config the server itself sent), runs the
-attack, stores the result, and hands the very same reply objects to the inner strategy. The
-aggregated model is the inner strategy's, bit for bit.
+:class:`AuditStrategy` wraps any strategy of Flower's Message API (``flwr`` 1.41). Each round it
+keeps a copy of the arrays and train config it sends to every node; it queues one attack per
+reply on a bounded pool (:mod:`~gradleak.integrations.flower.executor`) — the weight delta is
+reply − sent, the clients' local training is read from the config the server itself sent — and
+hands the very same reply objects to the inner strategy (whose aggregate is returned, bit for bit).
 
-A reply that cannot be read as an update (an error reply, no arrays, wrong names or shapes, no
-``num-examples``) is skipped with a logged and stored reason; an attack that raises is logged
-and stored as ``failed``. With ``background=True`` attacks run in one worker thread after the
-round is aggregated, so a slow attack never delays training; ``start`` (or :meth:`close`)
-waits for them at the end.
+* Training never waits for the audit unless ``wait=True``, and then at most ``round_seconds``;
+  each attack has ``attack_seconds`` (the ``process`` pool terminates an attack over budget).
+* Every update seen gets one record: ``ok``, ``skipped``, ``failed``, ``timeout`` or
+  ``cancelled``, with its reason. Progress goes through Flower's logger; the store's report is
+  rewritten after every round and at the end, also when the run stops (``flwr stop``, Ctrl+C,
+  an exception: pending attacks are then cancelled).
+* An older-API strategy, or an attack that can never apply to the model, is refused before
+  round 1 with one error (:mod:`~gradleak.integrations.flower.applicability`).
 
 Example:
     >>> from flwr.serverapp.strategy import FedAvg                    # doctest: +SKIP
@@ -25,132 +26,74 @@ Example:
 from __future__ import annotations
 
 import copy
-import logging
-import os
+import inspect
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from gradleak.core.errors import ConfigError, MissingDependencyError
-from gradleak.core.limits import MAX_SEED
-from gradleak.core.types import ClientUpdate, GroundTruth, LocalTraining
-from gradleak.experiment.scenario import make_attack
-from gradleak.integrations.flower.store import (
-    AuditFolderStore,
-    AuditMemoryStore,
-    AuditRecord,
-    AuditSQLiteStore,
+from gradleak.core.errors import ConfigError
+from gradleak.core.types import GroundTruth, LocalTraining
+from gradleak.integrations.flower.applicability import (
+    build_attack,
+    check_picklable,
+    refuse_inapplicable,
+    refuse_old_api,
 )
+from gradleak.integrations.flower.arguments import check_arguments
+from gradleak.integrations.flower.attackjob import AttackJob, run_attack
+from gradleak.integrations.flower.clientinfo import client_info, unpack_truth
+from gradleak.integrations.flower.executor import AuditExecutor, Job, Outcome
+from gradleak.integrations.flower.progress import LOGGER as log
+from gradleak.integrations.flower.progress import log_record, log_round
+from gradleak.integrations.flower.replies import (
+    CONFIG_KEYS,
+    Skip,
+    align,
+    local_training_from_config,
+    read_update,
+    require_flwr,
+    to_tensors,
+)
+from gradleak.integrations.flower.store import AuditFolderStore, AuditMemoryStore, AuditRecord, AuditSQLiteStore
 from gradleak.metrics import evaluate
 
-log = logging.getLogger(__name__)
+__all__ = ["CONFIG_KEYS", "AuditStrategy", "local_training_from_config", "require_flwr", "to_tensors"]
 
 TruthHook = Callable[[int, int], GroundTruth | None]
 """``truth(round, node_id)``: the client's real data (simulation only), or ``None``."""
-
-CONFIG_KEYS = {"lr": "lr", "epochs": "local-epochs", "steps": "local-steps", "batch_size": "batch-size"}
-"""Train-config keys the local-training settings are read from (override with ``config_keys``)."""
-
-
-def require_flwr() -> Any:
-    """Import and return ``flwr``, or raise :class:`MissingDependencyError` naming the extra.
-
-    Flower's anonymous telemetry is switched off (``FLWR_TELEMETRY_ENABLED=0``) unless the user
-    set that variable: gradleak never talks to the network.
-    """
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    try:
-        import flwr
-        import flwr.serverapp.strategy  # noqa: F401
-    except ImportError as err:
-        raise MissingDependencyError("flwr", "flower") from err
-    return flwr
-
-
-class _Skip(Exception):
-    """A reply that cannot be read as a client update (the message says why)."""
-
-
-def to_tensors(record: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """An ArrayRecord (or any mapping of Flower ``Array``) as CPU tensors (copies)."""
-    return {k: torch.from_numpy(v.numpy().copy()) for k, v in record.items()}
-
-
-def local_training_from_config(config: Mapping[str, Any], keys: Mapping[str, str] = CONFIG_KEYS,
-                               fallback: LocalTraining | None = None) -> LocalTraining:
-    """The clients' local SGD settings from the train config the server sent.
-
-    A batch size of 0 or less means the whole local data set. Settings missing from the config
-    are taken from ``fallback``; a missing learning rate without a fallback raises ConfigError.
-
-    Example:
-        >>> local_training_from_config({"lr": 0.1, "local-epochs": 2, "batch-size": 0})
-        LocalTraining(lr=0.1, epochs=2, batch_size=None, steps=None)
-    """
-    base = fallback or LocalTraining()
-    if keys["lr"] not in config and fallback is None:
-        raise ConfigError(f"the train config has no {keys['lr']!r} (the clients' learning rate); send it "
-                          "in train_config, or pass local_training=LocalTraining(...) to AuditStrategy")
-    batch = config.get(keys["batch_size"], base.batch_size)
-    steps = config.get(keys["steps"], base.steps)
-    return LocalTraining(lr=float(config.get(keys["lr"], base.lr)),
-                         epochs=int(config.get(keys["epochs"], base.epochs)),
-                         batch_size=int(batch) if batch and int(batch) > 0 else None,
-                         steps=int(steps) if steps and int(steps) > 0 else None)
-
-
-def _check_arguments(*, model: Any, shape: Any, mode: Any, local_training: Any, seed: Any, rounds: Any,
-                     clients: Any, inner: Any) -> None:
-    """Refuse every unusable AuditStrategy argument at once, before the federation starts."""
-    problems = []
-    if not isinstance(model, nn.Module):
-        problems.append(f"model must be the torch.nn.Module the clients train, got {type(model).__name__}")
-    if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
-        problems.append(f"shape must be one input's (C, H, W) with positive integers, got {shape!r}")
-    if mode not in ("train", "eval"):
-        problems.append(f"mode must be 'train' or 'eval', got {mode!r}")
-    if local_training is not None and not isinstance(local_training, LocalTraining):
-        problems.append(f"local_training must be a LocalTraining(...) or None, got {type(local_training).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        problems.append(f"seed must be an integer between 0 and 2**62, got {seed!r}")
-    if rounds is not None and not (isinstance(rounds, Collection) and all(isinstance(r, int) for r in rounds)):
-        problems.append(f"rounds must be a collection of round numbers or None, got {rounds!r}")
-    if clients is not None and not (isinstance(clients, int) and not isinstance(clients, bool) and clients >= 1
-                                    or isinstance(clients, Collection) and not isinstance(clients, str)):
-        problems.append(f"clients must be a count >= 1, a collection of node ids or None, got {clients!r}")
-    if not all(hasattr(inner, m) for m in ("configure_train", "aggregate_train")):
-        problems.append(f"inner must be a Flower strategy (e.g. FedAvg()), got {type(inner).__name__}")
-    if problems:
-        raise ConfigError("AuditStrategy: " + "; ".join(problems))
 
 
 class AuditStrategy:
     """A Flower strategy wrapper that attacks every client update it aggregates.
 
     Args:
-        inner: the strategy doing the real work (e.g. ``flwr.serverapp.strategy.FedAvg()``).
-        model: the architecture the clients train (its weights are replaced each round by the
-            global arrays sent); the arrays' keys are its ``state_dict`` keys (or the same
-            entries in order, e.g. keys ``"0", "1", ...``).
+        inner: the Message-API strategy doing the real work (e.g. ``flwr.serverapp.strategy.FedAvg()``).
+        model: the architecture the clients train; the arrays' keys are its ``state_dict`` keys
+            (or the same entries in order, e.g. keys ``"0", "1", ...``).
         shape: one input's shape ``(C, H, W)``.
         attack: a registry name (built with ``attack_options`` and ``seed``) or an Attack object.
         attack_options: keyword arguments of the attack.
         rounds: which rounds to audit (``None``: all).
-        clients: which replies to audit: ``None`` (all), an int ``k`` (the first ``k`` replies
-            by node id) or a collection of node ids.
-        store: a folder path (run folders + ``index.json``), a ``.sqlite``/``.db`` path (rows in
-            the sweeps' results database), a store object with ``add`` and ``summaries``, or
-            ``None`` (kept in memory, see :attr:`records`).
+        clients: which replies to audit: ``None`` (all), an int ``k`` (the first ``k`` by node
+            id) or a collection of node ids.
+        store: a folder path, a ``.sqlite``/``.db`` path (sweep rows), a store object with ``add``
+            and ``summaries`` (and optionally ``write_report``), or ``None`` (in memory).
         mode: ``train`` or ``eval`` — the BatchNorm/dropout mode the clients train in.
-        local_training: settings to use where the train config does not carry them.
-        config_keys: override the train-config keys of :data:`CONFIG_KEYS`.
+        local_training: settings for what the train config does not carry.
+        config_keys: override train-config keys of :data:`CONFIG_KEYS`.
         truth: the simulation-only ground-truth hook ``truth(round, node_id)``.
-        background: run attacks in a worker thread after each round.
+        collect_truth: score with the truth clients send in their replies when their owners
+            allowed it (:mod:`~gradleak.integrations.flower.clientinfo`); evaluation runs only.
+        wait: training waits for each round's attacks (at most ``round_seconds``).
+        pool: ``thread`` or ``process`` (spawned workers; attacks over budget are terminated).
+        workers: attacks running at once.
+        attack_seconds: budget per attack (``None``: none); also passed as ``max_seconds`` to a
+            named attack that takes it (spear) unless set in ``attack_options``.
+        round_seconds: budget per round for all its attacks (``None``: none).
         seed: the attack's seed.
         run_info: extra facts written into every record's config (e.g. dataset and model names).
     """
@@ -159,16 +102,22 @@ class AuditStrategy:
                  attack_options: Mapping[str, Any] | None = None, rounds: Collection[int] | None = None,
                  clients: int | Collection[int] | None = None, store: Any = None, mode: str = "train",
                  local_training: LocalTraining | None = None, config_keys: Mapping[str, str] | None = None,
-                 truth: TruthHook | None = None, background: bool = False, seed: int = 0,
+                 truth: TruthHook | None = None, collect_truth: bool = False, wait: bool = False,
+                 pool: str = "thread", workers: int = 1, attack_seconds: float | None = 300.0,
+                 round_seconds: float | None = None, seed: int = 0,
                  run_info: Mapping[str, Any] | None = None) -> None:
         flwr = require_flwr()
+        refuse_old_api(inner)
         flwr.serverapp.strategy.Strategy.register(type(self))
-        _check_arguments(model=model, shape=shape, mode=mode, local_training=local_training, seed=seed,
-                         rounds=rounds, clients=clients, inner=inner)
+        check_arguments(model=model, shape=shape, mode=mode, local_training=local_training, seed=seed,
+                         rounds=rounds, clients=clients, inner=inner, pool=pool, workers=workers,
+                         attack_seconds=attack_seconds, round_seconds=round_seconds)
         self.inner, self.model, self.shape = inner, copy.deepcopy(model).cpu(), tuple(shape)
-        self.attack = _build_attack(attack, dict(attack_options or {}), seed)
+        options = dict(attack_options or {})
+        self.attack = build_attack(attack, options, seed, attack_seconds)
+        refuse_inapplicable(self.attack, self.model, self.shape, local_training)
         self.rounds = None if rounds is None else set(rounds)
-        self.clients = clients
+        self.clients, self.wait, self.collect_truth = clients, wait, collect_truth
         self.mode, self.local_training, self.truth, self.seed = mode, local_training, truth, seed
         self.config_keys = {**CONFIG_KEYS, **(config_keys or {})}
         if store is None:
@@ -178,12 +127,24 @@ class AuditStrategy:
             store = AuditSQLiteStore(store) if sqlite else AuditFolderStore(store)
         self.store = store
         self._config = {"attack": getattr(self.attack, "name", type(self.attack).__name__),
-                        "attack_options": dict(attack_options or {}), "shape": list(self.shape),
-                        "mode": mode, "seed": seed, "model": type(model).__name__, "labels": "auto",
-                        "defenses": [], **dict(run_info or {})}
+                        "attack_options": options, "shape": list(self.shape), "mode": mode, "seed": seed,
+                        "model": type(model).__name__, "labels": "auto", "defenses": [],
+                        "pool": pool, "workers": workers, "attack_seconds": attack_seconds,
+                        "round_seconds": round_seconds, "wait": wait, **dict(run_info or {})}
+        if pool == "process":
+            check_picklable(self.attack, self.model)
+        self._executor = AuditExecutor(run_attack, pool=pool, workers=workers, attack_seconds=attack_seconds,
+                                       round_seconds=round_seconds, on_outcome=self._on_outcome,
+                                       on_round=self._round_done)
         self._sent: dict[tuple[int, int], tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="gradleak-audit") if background else None
-        self._futures: list[Future[None]] = []
+        self._queued: dict[tuple[int, int], AuditRecord] = {}
+        self._truths: dict[tuple[int, int], GroundTruth] = {}
+        self._warned_truth: set[int] = set()
+        self.audit_wait: dict[int, float] = {}
+        """Seconds ``aggregate_train`` waited for the audit, per round (``wait=True`` only)."""
+        self.facts: dict[str, Any] = {}
+        """Extra facts for the report (e.g. accuracy per round), read each time it is written."""
+        self.state, self._closed, self._started = "running", False, time.time()
 
     # -- what Flower calls --------------------------------------------------------------
     def configure_train(self, server_round: int, arrays: Any, config: Any, grid: Any) -> Iterable[Any]:
@@ -193,25 +154,26 @@ class AuditStrategy:
             try:
                 self._remember(server_round, messages)
             except Exception as err:  # an audit problem must never stop training
-                log.warning("audit: could not copy what round %d sent: %s", server_round, err)
+                log.warning("gradleak audit: could not copy what round %d sent: %s", server_round, err)
         return messages
 
     def aggregate_train(self, server_round: int, replies: Iterable[Any]) -> tuple[Any, Any]:
-        """Attack the replies (or queue the attacks), then return the inner strategy's aggregate."""
+        """Aggregate with the inner strategy, queue the round's attacks, wait for them only if asked."""
         replies = list(replies)
-        jobs: list[Callable[[], None]] = []
+        jobs: list[tuple[Any, Any]] = []
         if self._audited_round(server_round):
             try:
                 jobs = self._prepare(server_round, replies)
             except Exception as err:  # an audit problem must never stop training
-                log.warning("audit: round %d could not be read: %s", server_round, err)
+                log.warning("gradleak audit: round %d could not be read: %s", server_round, err)
         self._sent = {k: v for k, v in self._sent.items() if k[0] != server_round}
-        if self._executor is None:
-            for job in jobs:
-                job()
-            return self.inner.aggregate_train(server_round, replies)
+        if self._audited_round(server_round):
+            self._submit(server_round, jobs)  # queued first: even if aggregation raises, they are recorded
         result = self.inner.aggregate_train(server_round, replies)
-        self._futures += [self._executor.submit(job) for job in jobs]
+        if jobs and self.wait:
+            start = time.monotonic()
+            self._executor.wait_round(server_round)
+            self.audit_wait[server_round] = time.monotonic() - start
         return result
 
     def configure_evaluate(self, server_round: int, arrays: Any, config: Any, grid: Any) -> Iterable[Any]:
@@ -225,15 +187,28 @@ class AuditStrategy:
     def summary(self) -> None:
         """Log the inner strategy's summary and the audit's settings."""
         self.inner.summary()
-        log.info("gradleak audit: %s", self._config)
+        log.info("gradleak audit: %s", {k: v for k, v in self._config.items() if k not in ("labels", "defenses")})
 
     def start(self, grid: Any, initial_arrays: Any, *args: Any, **kwargs: Any) -> Any:
-        """Flower's round loop (``Strategy.start``) on this wrapper; waits for queued attacks at the end."""
+        """Flower's round loop (``Strategy.start``) on this wrapper.
+
+        Before round 1 the attack is checked once against the arrays sent in round 1 and the
+        train config's local training. At the end the queued attacks are finished (within their
+        budgets); if the run stops early (``flwr stop``, a signal, an exception) they are
+        cancelled instead. The report is written either way.
+        """
         flwr = require_flwr()
+        base = flwr.serverapp.strategy.Strategy.start
+        bound = inspect.signature(base).bind(self, grid, initial_arrays, *args, **kwargs)
+        self._check_start(initial_arrays, bound.arguments.get("train_config"))
+        _on_flower_exit(lambda: self.close(cancel=True, why="Flower is shutting the ServerApp down"))
         try:
-            return flwr.serverapp.strategy.Strategy.start(self, grid, initial_arrays, *args, **kwargs)
-        finally:
-            self.close()
+            result = base(self, grid, initial_arrays, *args, **kwargs)
+        except BaseException as err:
+            self.close(cancel=True, why=f"{type(err).__name__}: {err}".rstrip(": "))
+            raise
+        self.close()
+        return result
 
     def __getattr__(self, name: str) -> Any:
         if name == "inner":
@@ -243,33 +218,55 @@ class AuditStrategy:
     # -- results --------------------------------------------------------------------------
     @property
     def records(self) -> list[dict[str, Any]]:
-        """Every audited reply's summary so far (round, node, status, reason, metrics)."""
+        """Every audited reply's summary so far (round, node, partition, status, reason, metrics)."""
         return self.store.summaries()
 
-    def close(self) -> None:
-        """Wait for queued attacks (background mode); safe to call more than once."""
-        for future in self._futures:
-            future.result()
-        self._futures = []
+    def ready(self, timeout: float | None = None) -> bool:
+        """Block until the worker processes have started (``pool="process"``; seconds of importing torch)."""
+        return self._executor.ready(timeout)
+
+    def close(self, *, cancel: bool = False, why: str = "") -> None:
+        """Finish (or, with ``cancel``, cancel) the queued attacks and write the report; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(cancel=cancel)
+        self.state = f"stopped ({why})" if cancel else "finished"
+        path = self._write_report()
+        rows = self.records
+        log.info("gradleak audit %s: %d update(s): %s%s", self.state, len(rows),
+                 ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in
+                           ("ok", "failed", "timeout", "cancelled", "skipped")), f"; report: {path}" if path else "")
 
     # -- internals ------------------------------------------------------------------------
+    def _check_start(self, initial_arrays: Any, train_config: Any) -> None:
+        model = copy.deepcopy(self.model)
+        try:
+            state = align(to_tensors(initial_arrays), model)
+        except Skip as why:
+            raise ConfigError(f"initial_arrays do not fit `model`: {why}") from None
+        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in state.items()})
+        local = self.local_training
+        if train_config is not None and self.config_keys["lr"] in train_config:
+            local = local_training_from_config(dict(train_config), self.config_keys, self.local_training)
+        refuse_inapplicable(self.attack, model, self.shape, local)
+
     def _audited_round(self, server_round: int) -> bool:
         return self.rounds is None or server_round in self.rounds
 
     def _remember(self, server_round: int, messages: list[Any]) -> None:
         cache: dict[int, dict[str, torch.Tensor]] = {}
         for msg in messages:
-            content = msg.content
-            records = list(content.array_records.values())
+            records = list(msg.content.array_records.values())
             if len(records) != 1:
-                log.warning("audit: round %d sends %d ArrayRecords to node %d; expected one",
+                log.warning("gradleak audit: round %d sends %d ArrayRecords to node %d; expected one",
                             server_round, len(records), msg.metadata.dst_node_id)
                 continue
             key = id(records[0])
             if key not in cache:
                 cache[key] = to_tensors(records[0])
             config: dict[str, Any] = {}
-            for record in content.config_records.values():
+            for record in msg.content.config_records.values():
                 config.update(dict(record))
             self._sent[(server_round, int(msg.metadata.dst_node_id))] = (cache[key], config)
 
@@ -282,112 +279,122 @@ class AuditStrategy:
         chosen = {int(c) for c in self.clients}
         return [m for m in ordered if int(m.metadata.src_node_id) in chosen]
 
-    def _prepare(self, server_round: int, replies: list[Any]) -> list[Callable[[], None]]:
-        jobs: list[Callable[[], None]] = []
+    def _prepare(self, server_round: int, replies: list[Any]) -> list[tuple[Any, AttackJob]]:
+        jobs: list[tuple[Any, AttackJob]] = []
+        weight_key = getattr(self.inner, "weighted_by_key", "num-examples")
         for reply in self._selected(replies):
             node = int(reply.metadata.src_node_id)
+            record = AuditRecord(server_round, node, "ok", attack=self._config["attack"], config=self._config)
             try:
-                update, state = self._read_reply(server_round, node, reply)
-            except _Skip as why:
-                log.warning("audit: round %d, node %d skipped: %s", server_round, node, why)
-                self._store(AuditRecord(server_round, node, "skipped", str(why), config=self._config))
+                info = client_info(reply)
+                record.partition_id = info.get("partition-id")
+                self._take_truth(server_round, node, info)
+                if (server_round, node) not in self._sent:
+                    raise Skip("no train message was sent to this node this round (or it could not be copied)")
+                sent, config = self._sent[(server_round, node)]
+                update, state = read_update(reply, sent, config, self.model, weight_key=weight_key,
+                                            keys=self.config_keys, fallback=self.local_training,
+                                            meta={"round": server_round, "node_id": node, "source": "flower"})
+            except Skip as why:
+                record.status, record.reason = "skipped", str(why)
+                self._store(record)
+                log_record(record.summary())
                 continue
-            jobs.append(lambda r=server_round, n=node, u=update, s=state: self._attack(r, n, u, s))
+            record.num_examples = update.num_examples
+            record.local_training = vars(update.local_training) if update.local_training else None
+            self._queued[(server_round, node)] = record
+            jobs.append(((server_round, node), AttackJob(self.attack, self.model, state, update, self.shape,
+                                                         self.mode == "train")))
         return jobs
 
-    def _read_reply(self, server_round: int, node: int, reply: Any) -> tuple[ClientUpdate, dict[str, Any]]:
-        if reply.has_error():
-            raise _Skip(f"the client replied with an error (code {reply.error.code}): {reply.error.reason}")
-        if not reply.has_content():
-            raise _Skip("the reply has no content")
-        if (server_round, node) not in self._sent:
-            raise _Skip("no train message was sent to this node this round (or it could not be copied)")
-        sent, config = self._sent[(server_round, node)]
-        arrays = list(reply.content.array_records.values())
-        if len(arrays) != 1:
-            raise _Skip(f"the reply carries {len(arrays)} ArrayRecords; expected exactly one")
+    def _submit(self, server_round: int, jobs: list[tuple[Any, AttackJob]]) -> None:
         try:
-            returned = to_tensors(arrays[0])
+            backlog = self._executor.backlog()
+            self._executor.submit(server_round, jobs)
+        except Exception as err:  # e.g. the audit was closed: record them, never raise into training
+            for key, _ in jobs:
+                record = self._queued.pop(key)
+                record.status, record.reason = "failed", f"the attack could not be queued: {err}"
+                self._store(record)
+            jobs = []
+        else:
+            log.info("gradleak audit: round %d: %d update(s) queued for %s%s", server_round, len(jobs),
+                     self._config["attack"], f" ({backlog} still queued or running from earlier rounds)"
+                     if backlog else "")
+        if not jobs:
+            self._round_done(server_round)
+
+    def _take_truth(self, server_round: int, node: int, info: dict[str, Any]) -> None:
+        if "truth" not in info:
+            return
+        if not self.collect_truth:
+            if node not in self._warned_truth:
+                self._warned_truth.add(node)
+                log.warning("gradleak audit: node %d sends its training data in its replies (gradleak-share-truth);"
+                            " it is ignored here — switch it off outside simulation/evaluation runs", node)
+            return
+        try:
+            truth = unpack_truth(info["truth"])
         except Exception as err:
-            raise _Skip(f"the reply's arrays cannot be read as numpy arrays: {err}") from err
-        before, after = self._align(sent), self._align(returned)
-        n = self._num_examples(reply)
-        try:
-            local = local_training_from_config(config, self.config_keys, self.local_training)
-        except ConfigError as err:
-            raise _Skip(str(err)) from err
-        params = [name for name, _ in self.model.named_parameters()]
-        buffers = {k: v for k, v in after.items() if k not in params}
-        update = ClientUpdate.from_weights(
-            {k: before[k].float() for k in params}, {k: after[k].float() for k in params}, n, local,
-            buffers=buffers or None, meta={"round": server_round, "node_id": node, "source": "flower"})
-        return update, before
+            log.warning("gradleak audit: round %d, node %d: its truth cannot be read: %s", server_round, node, err)
+            return
+        if truth is not None:
+            self._truths[(server_round, node)] = truth
 
-    def _align(self, arrays: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Arrays keyed and shaped like the model's ``state_dict`` (by name, else by position)."""
-        expected = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
-        if set(arrays) != set(expected):
-            if len(arrays) != len(expected):
-                missing, extra = sorted(set(expected) - set(arrays))[:3], sorted(set(arrays) - set(expected))[:3]
-                raise _Skip(f"{len(arrays)} arrays for a model with {len(expected)} state_dict entries "
-                            f"(missing {missing}, unexpected {extra}); is `model` the architecture the "
-                            "clients train?")
-            arrays = dict(zip(expected, arrays.values(), strict=True))
-        wrong = [f"{k}: {tuple(v.shape)} != {expected[k]}" for k, v in arrays.items()
-                 if tuple(v.shape) != expected[k]]
-        if wrong:
-            raise _Skip("array shapes do not fit the model: " + "; ".join(wrong[:4]))
-        return arrays
-
-    def _num_examples(self, reply: Any) -> int:
-        key = getattr(self.inner, "weighted_by_key", "num-examples")
-        for record in reply.content.metric_records.values():
-            if key in record:
-                value = record[key]
-                if not isinstance(value, (int, float)) or value < 1:
-                    raise _Skip(f"{key!r} must be a positive number, got {value!r}")
-                return int(value)
-        raise _Skip(f"the reply has no {key!r} metric (the number of examples the client trained on)")
-
-    def _attack(self, server_round: int, node: int, update: ClientUpdate, state: dict[str, Any]) -> None:
-        record = AuditRecord(server_round, node, "ok", attack=self._config["attack"],
-                             num_examples=update.num_examples, config=self._config,
-                             local_training=vars(update.local_training) if update.local_training else None)
-        try:
-            model = copy.deepcopy(self.model)
-            dtypes = {k: v.dtype for k, v in self.model.state_dict().items()}
-            model.load_state_dict({k: v.to(dtypes[k]) for k, v in state.items()})
-            model.train(self.mode == "train")
-            rec = self.attack.run(model, update, shape=self.shape)
+    def _on_outcome(self, job: Job, outcome: Outcome) -> None:
+        record = self._queued.pop(job.key)
+        record.status, record.reason, record.seconds = outcome.status, outcome.reason, outcome.seconds
+        if outcome.status == "ok":
+            rec = outcome.result
             record.reconstruction, record.seconds = rec, rec.seconds
-            try:
-                truth = self.truth(server_round, node) if self.truth is not None else None
-            except Exception as err:  # scoring is optional; the reconstruction is kept
-                truth, record.reason = None, f"truth hook failed: {type(err).__name__}: {err}"
-            if truth is not None:
-                record.truth = truth
-                if tuple(truth.inputs.shape) == tuple(rec.inputs.shape):
-                    record.metrics = evaluate(rec, truth)
-                else:
-                    record.reason = (f"truth has {tuple(truth.inputs.shape)} inputs, reconstruction "
-                                     f"{tuple(rec.inputs.shape)}: not scored")
-            log.info("audit: round %d, node %d attacked in %.1f s%s", server_round, node, rec.seconds,
-                     f", PSNR {record.metrics['psnr']:.1f}" if record.metrics else "")
-        except Exception as err:  # a failing attack never breaks training
-            log.warning("audit: attack on round %d, node %d failed: %s", server_round, node, err)
-            record.status, record.reason = "failed", f"{type(err).__name__}: {err}"
+            self._score(record)
         self._store(record)
+        log_record(record.summary())
+
+    def _score(self, record: AuditRecord) -> None:
+        rec, key = record.reconstruction, (record.round, record.node_id)
+        try:
+            truth = self._truths.pop(key, None)
+            if truth is None and self.truth is not None:
+                truth = self.truth(record.round, record.node_id)
+        except Exception as err:  # scoring is optional; the reconstruction is kept
+            truth, record.reason = None, f"truth hook failed: {type(err).__name__}: {err}"
+        if truth is None or rec is None:
+            return
+        record.truth = truth
+        if tuple(truth.inputs.shape) == tuple(rec.inputs.shape):
+            record.metrics = evaluate(rec, truth)
+        else:
+            record.reason = (f"truth has {tuple(truth.inputs.shape)} inputs, reconstruction "
+                             f"{tuple(rec.inputs.shape)}: not scored")
+
+    def _round_done(self, server_round: int) -> None:
+        log_round(server_round, self.records)
+        self._write_report()
+
+    def _write_report(self) -> str | None:
+        writer = getattr(self.store, "write_report", None)
+        if writer is None:
+            return None
+        facts = {"audit": self.state, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self._started)),
+                 "settings": self._config, "audit_wait_seconds": self.audit_wait, **self.facts}
+        try:
+            return str(writer(facts))
+        except Exception as err:
+            log.warning("gradleak audit: could not write the report: %s", err)
+            return None
 
     def _store(self, record: AuditRecord) -> None:
         try:
             self.store.add(record)
         except Exception as err:
-            log.warning("audit: could not store round %d, node %d: %s", record.round, record.node_id, err)
+            log.warning("gradleak audit: could not store round %d, node %d: %s", record.round, record.node_id, err)
 
 
-def _build_attack(attack: Any, options: dict[str, Any], seed: int) -> Any:
-    if not isinstance(attack, str):
-        if options:
-            raise ConfigError("attack_options only apply to an attack given by name")
-        return attack
-    return make_attack(attack, options, seed=seed)
+def _on_flower_exit(handler: Callable[[], None]) -> None:
+    """Run ``handler`` when Flower exits the process (``flwr stop``, SIGINT/SIGTERM), before its force-exit timer."""
+    try:
+        from flwr.supercore.exit import add_exit_handler
+    except ImportError:  # pragma: no cover - another Flower version
+        return
+    add_exit_handler(handler, run_before_force_exit=True)
