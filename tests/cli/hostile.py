@@ -99,6 +99,12 @@ def update_files(root: Path) -> dict[str, Path]:
         "lt_keys": '{"num_examples": 2, "kind": "weight_delta", "local_training": {"lr": 0.1, "mom": 1}}',
         "lt_lr": '{"num_examples": 2, "kind": "weight_delta", "local_training": {"lr": "fast"}}',
         "lt_epochs": '{"num_examples": 2, "kind": "weight_delta", "local_training": {"lr": 0.1, "epochs": 1.5}}',
+        "lt_momentum": '{"num_examples": 2, "kind": "weight_delta", "local_training": {"lr": 0.1, "momentum": -1}}',
+        "lt_optimizer": '{"num_examples": 2, "kind": "weight_delta", "local_training": {"optimizer": "rmsprop"}}',
+        "lt_betas": '{"num_examples": 2, "kind": "weight_delta", "local_training": {"optimizer": "adam", '
+                    '"betas": [2, 0]}}',
+        "lt_nesterov": '{"num_examples": 2, "kind": "weight_delta", "local_training": {"nesterov": "yes"}}',
+        "lt_decay": '{"num_examples": 2, "kind": "weight_delta", "local_training": {"weight_decay": -0.5}}',
         "delta_no_lt": '{"num_examples": 2, "kind": "weight_delta"}',
         "no_n": '{"kind": "gradients"}',
     }

@@ -123,11 +123,77 @@ def _output_cases(fx) -> list[tuple[str, list[str]]]:
     ] + [(f"grid {name}", ["sweep", str(path), "--dry-run"]) for name, path in fx.grids.items()]
 
 
+USER_MODELS = """import torch
+def raises(shape, num_classes):
+    raise ValueError("bad width")
+def not_module(shape, num_classes):
+    return 42
+def no_params(shape, num_classes):
+    return torch.nn.Flatten()
+def wrong_shape(shape, num_classes):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(7, num_classes))
+def few_classes(shape, num_classes):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(shape[0] * shape[1] * shape[2], 3))
+def ok(shape, num_classes):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(shape[0] * shape[1] * shape[2], num_classes))
+"""
+
+
+def _model_cases(fx) -> list[tuple[str, list[str]]]:
+    """``--model FILE.py:FACTORY`` that cannot work, through ``attack``, ``check`` and a grid."""
+    net, m = fx.models / "net.py", fx.models
+    specs = {"missing file": f"{m / 'nope.py'}:build", "missing factory": f"{net}:missing",
+             "factory raises": f"{net}:raises", "returns an int": f"{net}:not_module",
+             "no parameters": f"{net}:no_params", "wrong input size": f"{net}:wrong_shape",
+             "too few classes": f"{net}:few_classes", "import fails": f"{m / 'badimport.py'}:build",
+             "syntax error": f"{m / 'syntax.py'}:build", "no file name": ":build",
+             "relative module": "..x:build", "not a factory": "os.path:join", "a text file": f"{fx.afile}:build"}
+    cases = [(f"attack {k}", ["attack", "ig", *FAST, "--model", v]) for k, v in specs.items()]
+    cases += [("attack unknown option", ["attack", "ig", *FAST, "--model", f"{net}:ok", "--model-option", "width=3"])]
+    cases += [(f"check {k}", ["check", "--dataset", "digits", "--model", specs[k]])
+              for k in ("factory raises", "returns an int", "wrong input size", "missing factory")]
+    return cases + [(f"grid {k}", ["sweep", str(fx.models / f"{k}.toml"), "--dry-run"]) for k in ("raises", "missing")]
+
+
+def _check_cases(fx) -> list[tuple[str, list[str]]]:
+    """``gradleak check`` refuses what ``attack`` refuses, before any work."""
+    check = ["check", "--dataset", "digits"]
+    return [(f"check {' '.join(a)}", [*check, *a]) for a in (
+        ["--labels", "nope"], ["--batch-size", "0"], ["--protocol", "fedavg", "--local-lr", "nan"],
+        ["--protocol", "fedavg", "--local-epochs", "0"], ["--update", str(fx.root / "nope.safetensors")],
+        ["--update", str(fx.afile)], ["--update", str(fx.updates["zeros"])], ["--seed", "-1"],
+        ["--defense", "noise:sigma=abc"], ["--model-state", "trained:0"], ["--checkpoint", str(fx.root)],
+        ["--checkpoint", str(fx.ck["empty.pt"])], ["--mode", "sideways"], ["--label-mode", "x"],
+        ["--model", "nope"], ["--model-option", "width=-4"], ["--dataset", "nope"])]
+
+
+def _flower_cases(fx) -> list[tuple[str, list[str]]]:
+    """``gradleak flower-demo`` numbers and names: refused before a folder or a simulation exists."""
+    demo = ["flower-demo", "--out", str(fx.root / "fl")]
+    return [(f"flower {' '.join(a)}", [*demo, *a]) for a in (
+        ["--workers", "0"], ["--workers", "-3"], ["--rounds", "0"], ["--clients", "0"], ["--clients", "5000"],
+        ["--examples-per-client", "0"], ["--local-epochs", "0"], ["--local-lr", "nan"], ["--local-lr", "-1"],
+        ["--local-momentum", "1.5"], ["--local-momentum", "-1"],
+        ["--local-optimizer", "adam", "--local-momentum", "0.9"],
+        ["--local-weight-decay", "-1"], ["--proximal-mu", "inf"], ["--local-batch-size", "-2"],
+        ["--attack-seconds", "-1"], ["--round-seconds", "nan"], ["--seed", "-1"], ["--attack", "nope"],
+        ["-p", "steps=abc"], ["--steps", "0"], ["--defense", "noise:sigma=abc"], ["--defense", "nope"],
+        ["--model", "nope"], ["--dataset", "nope"], ["--out", "/proc/gradleak-fl"], ["--out", str(fx.afile)],
+        ["--out", str(fx.user), "--overwrite"])]
+
+
 @pytest.fixture(scope="module")
 def fx(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     built = hostile.build_all(root)
     (root / "ok.toml").write_text(hostile.TINY_BASE)
+    models = tmp_path_factory.mktemp("usermodels")  # outside root: importing may write __pycache__
+    (models / "net.py").write_text(USER_MODELS)
+    (models / "badimport.py").write_text("import gradleak_no_such_package\n")
+    (models / "syntax.py").write_text("def build(:\n")
+    (models / "raises.toml").write_text(hostile.TINY_BASE.replace('"mlp"', f'"{models / "net.py"}:raises"'))
+    (models / "missing.toml").write_text(hostile.TINY_BASE.replace('"mlp"', f'"{models / "nope.py"}:build"'))
+    built.models = models
     return built
 
 
@@ -138,6 +204,8 @@ def _all_cases(fx) -> list[tuple[str, list[str]]]:
     cases += [(f"number {n}", [*ig, *a]) for n, a in _number_cases()]
     cases += [(f"file {n}", [*ig, *a]) for n, a in _file_cases(fx)]
     cases += [(f"output {n}", a) for n, a in _output_cases(fx)]
+    cases += [(f"model {n}", a) for n, a in _model_cases(fx)]
+    cases += [(n, a) for n, a in _check_cases(fx) + _flower_cases(fx)]
     return cases
 
 
@@ -167,7 +235,7 @@ def test_fuzz_cli_every_bad_input_is_one_clear_error(fx, capsys, monkeypatch):
     monkeypatch.chdir(fx.root)  # default run folders would land here: the snapshot would see them
     cases = _all_cases(fx)
     random.Random(16).shuffle(cases)  # a seeded order: no case may depend on another's leftovers
-    assert len(cases) >= 150 + 50, len(cases)
+    assert len(cases) >= 150 + 100, len(cases)
     before = _snapshot(fx.root)
     failures = []
     for name, argv in cases:
@@ -194,5 +262,6 @@ def test_fuzz_table_is_seeded_and_covers_every_kind(fx):
     names = [n for n, _ in _all_cases(fx)]
     assert len(names) == len(set(names))
     for kind in ("value", "number", "file update", "file checkpoint", "file cifar", "file idx", "file images",
-                 "output --out", "output --db", "output report", "output grid", "output --workers"):
+                 "output --out", "output --db", "output report", "output grid", "output --workers",
+                 "model attack", "model check", "model grid", "check ", "flower "):
         assert any(n.startswith(kind) for n in names), kind

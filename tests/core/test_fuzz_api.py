@@ -110,6 +110,26 @@ def _call_cases() -> list[tuple[str, object]]:
         "LocalTraining lr True": lambda: LocalTraining(lr=True),
         "LocalTraining batch 0": lambda: LocalTraining(batch_size=0),
         "LocalTraining steps 2.5": lambda: LocalTraining(steps=2.5),
+        "LocalTraining momentum -1": lambda: LocalTraining(momentum=-1),
+        "LocalTraining momentum 1": lambda: LocalTraining(momentum=1.0),
+        "LocalTraining momentum '0.9'": lambda: LocalTraining(momentum="0.9"),
+        "LocalTraining momentum nan": lambda: LocalTraining(momentum=float("nan")),
+        "LocalTraining optimizer rmsprop": lambda: LocalTraining(optimizer="rmsprop"),
+        "LocalTraining optimizer None": lambda: LocalTraining(optimizer=None),
+        "LocalTraining betas (2, 0)": lambda: LocalTraining(optimizer="adam", betas=(2, 0)),
+        "LocalTraining betas 'ab'": lambda: LocalTraining(optimizer="adam", betas="ab"),
+        "LocalTraining betas 3 values": lambda: LocalTraining(optimizer="adam", betas=(0.9, 0.9, 0.9)),
+        "LocalTraining betas nan": lambda: LocalTraining(optimizer="adam", betas=(float("nan"), 0.9)),
+        "LocalTraining nesterov 'yes'": lambda: LocalTraining(momentum=0.9, nesterov="yes"),
+        "LocalTraining nesterov without momentum": lambda: LocalTraining(nesterov=True),
+        "LocalTraining weight_decay -1": lambda: LocalTraining(weight_decay=-1.0),
+        "LocalTraining weight_decay inf": lambda: LocalTraining(weight_decay=float("inf")),
+        "LocalTraining prox_mu -0.1": lambda: LocalTraining(prox_mu=-0.1),
+        "LocalTraining prox_mu '1'": lambda: LocalTraining(prox_mu="1"),
+        "LocalTraining eps 0": lambda: LocalTraining(optimizer="adam", eps=0.0),
+        "LocalTraining adam momentum": lambda: LocalTraining(optimizer="adam", momentum=0.9),
+        "fedsgd all-zero update attacked": lambda: attack(
+            ClientUpdate.from_gradients({k: torch.zeros_like(v) for k, v in grads.items()}, 2)),
         "GroundTruth 3-D inputs": lambda: GroundTruth(torch.rand(2, 8, 8), y),
         "GroundTruth label count": lambda: GroundTruth(x, torch.tensor([1])),
         "GroundTruth numpy": lambda: GroundTruth(x.numpy(), y),
@@ -195,7 +215,21 @@ def _flower_cases() -> list[tuple[str, object]]:
             ("AuditStrategy mode", lambda: audit(mode="sideways")),
             ("AuditStrategy seed -1", lambda: audit(seed=-1)),
             ("AuditStrategy local training a dict", lambda: audit(local_training={"lr": 0.1})),
-            ("AuditStrategy attack options", lambda: audit(attack_options={"steps": "many"}))]
+            ("AuditStrategy attack options", lambda: audit(attack_options={"steps": "many"})),
+            ("AuditStrategy workers 0", lambda: audit(workers=0)),
+            ("AuditStrategy pool 'gpu'", lambda: audit(pool="gpu")),
+            ("AuditStrategy attack_seconds -1", lambda: audit(attack_seconds=-1.0)),
+            ("AuditStrategy round_seconds nan", lambda: audit(round_seconds=float("nan"))),
+            ("DemoConfig workers 0", lambda: _demo(workers=0)),
+            ("DemoConfig momentum 2", lambda: _demo(local_momentum=2.0)),
+            ("DemoConfig optimizer rmsprop", lambda: _demo(local_optimizer="rmsprop")),
+            ("DemoConfig rounds 1.5", lambda: _demo(rounds=1.5))]
+
+
+def _demo(**kw):
+    from gradleak.integrations.flower.democonfig import DemoConfig
+
+    return DemoConfig(**kw)
 
 
 def test_fuzz_api_every_bad_input_is_a_gradleak_error():

@@ -178,6 +178,14 @@ def check_out_dir(path: str | Path, *, overwrite: bool, files: tuple[str, ...] =
     return out
 
 
+def check_writable_out_dir(path: str | Path, *, overwrite: bool) -> Path:
+    """:func:`check_out_dir`, then a probe file written in the folder (or its nearest existing
+    parent): an unwritable place fails now, before any work."""
+    out = check_out_dir(path, overwrite=overwrite)
+    probe_writable(out if out.is_dir() else _first_existing(out), "output folder", out)
+    return out
+
+
 class RunFolder:
     """A run folder being written: checked and staged at once, moved into place by :meth:`commit`.
 

@@ -94,11 +94,32 @@ def _check_model(scenario: Scenario) -> None:
 
     if is_user_model(scenario.model):  # FILE.py:FACTORY: the file, the factory and its options
         check_model(scenario.model, scenario.model_options)
+        facts = _dataset_facts(scenario)
+        if facts is not None:
+            _build_user_model_on_meta(scenario, facts)
         return
     options = check_kwargs(MODELS.get(scenario.model), scenario.model_options, f"model {scenario.model!r}")
     facts = _dataset_facts(scenario)
     if facts is not None:
         check_model_size(scenario.model, shape=facts[0], num_classes=facts[1], **options)
+
+
+def _build_user_model_on_meta(scenario: Scenario, facts: tuple[list[int], int]) -> None:
+    """Call the user's factory on the ``meta`` device (no memory, no data): a factory that raises
+    or returns no model fails the dry run, not every run. A factory that computes with tensors
+    while it builds cannot run on ``meta``; it is then only checked when a run builds it."""
+    import torch
+
+    from gradleak.core.errors import ConfigError
+    from gradleak.experiment.user_model import build_user_model
+
+    try:
+        with torch.device("meta"):
+            build_user_model(scenario.model, shape=facts[0], num_classes=facts[1], seed=scenario.seed,
+                             options=scenario.model_options)
+    except ConfigError as err:
+        if "meta" not in str(err):
+            raise
 
 
 def component_problems(scenario: Scenario, memo: dict[str, list[str]]) -> list[str]:

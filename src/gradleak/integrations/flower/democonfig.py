@@ -198,3 +198,20 @@ def split_defenses(specs: tuple[str, ...]) -> tuple[list[str], list[str]]:
     if len(training) > 1:
         raise ConfigError(f"at most one training defense (dpsgd, mixup) per client, got {training}")
     return training, update
+
+
+def preflight(cfg: DemoConfig) -> None:
+    """Refuse what would fail only once the simulation runs: unknown dataset, model or attack
+    names, bad attack options, bad defense specs, more clients than the data holds."""
+    from gradleak.core.registry import DATASETS
+    from gradleak.defenses.base import build_defenses
+    from gradleak.experiment.scenario import make_attack
+    from gradleak.experiment.user_model import check_model
+
+    DATASETS.get(cfg.dataset)
+    check_model(cfg.model)
+    make_attack(cfg.attack, dict(cfg.attack_options), seed=cfg.seed)
+    training, update = split_defenses(cfg.defenses)
+    build_defenses(training + update, seed=cfg.seed)
+    client_data(cfg, cfg.clients - 1)
+
