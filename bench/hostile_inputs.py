@@ -5,7 +5,10 @@ Each case passes only when the CLI exits 2 with one ``gradleak: error:`` line (o
 case's own check (untouched user files, a byte-identical database, no orphan process, ...).
 
 Run: ``python bench/hostile_inputs.py`` (about 3 minutes; writes ``docs/results/hostile_inputs.md``)
-or ``python bench/hostile_inputs.py --no-write`` to print only.
+or ``python bench/hostile_inputs.py --no-write`` to print only. The before/after pair in
+``docs/results``: ``PYTHONPATH=OLD/src python bench/hostile_inputs.py --label "main 532322f"
+--out docs/results/hostile_inputs_before.md``, then ``PYTHONPATH=src python bench/hostile_inputs.py
+--label "issue-16" --compare docs/results/hostile_inputs_before.md``.
 """
 
 from __future__ import annotations
@@ -360,6 +363,8 @@ def main() -> None:
     parser.add_argument("--skip-slow", action="store_true", help="skip the signal and timing cases")
     parser.add_argument("--out", default=None, help="results file (default docs/results/hostile_inputs.md)")
     parser.add_argument("--label", default="this checkout", help="which code ran, for the results file")
+    parser.add_argument("--compare", default=None, metavar="FILE",
+                        help="an earlier results file (e.g. of the code before issue 16) whose count is quoted")
     args = parser.parse_args()
     out = Path(args.out).resolve() if args.out else Path(__file__).resolve().parents[1] / "docs" / "results" / \
         "hostile_inputs.md"  # resolved now: the cases run in a temporary folder
@@ -406,7 +411,18 @@ def main() -> None:
                        f"(PYTHONPATH pointing at the code under test); code: {args.label} (gradleak "
                        f"{gradleak.__version__}); torch {torch.__version__}, Python "
                        f"{platform.python_version()}, {platform.machine()} ({os.cpu_count()} CPUs).\n\n"
-                       f"{len(rows)} examples, **{len(failed)} still fail**, {len(skipped)} skipped.\n\n{text}\n")
+                       f"{len(rows)} examples, **{len(failed)} still fail**, {len(skipped)} skipped."
+                       f"{_compared(args.compare)}\n\n{text}\n")
+
+
+def _compared(path: str | None) -> str:
+    """The count line of an earlier results file, quoted with where it came from."""
+    if not path:
+        return ""
+    lines = Path(path).read_text().splitlines()
+    code = next((ln.split("code: ", 1)[1].split(" (gradleak")[0] for ln in lines if "code: " in ln), "?")
+    count = next((ln for ln in lines if " examples, **" in ln), "?")
+    return f"\n\nBefore, the same script on {code} ([{Path(path).name}]({Path(path).name})): {count}"
 
 
 if __name__ == "__main__":

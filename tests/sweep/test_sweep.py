@@ -175,7 +175,7 @@ def test_sigkill_mid_sweep_then_resume_loses_and_duplicates_nothing(tmp_path):
     grid = tmp_path / "g.toml"
     grid.write_text(TINY.format(steps=20, seeds=[0, 1]))
     db = tmp_path / "r.sqlite"
-    cmd = [sys.executable, "-m", "gradleak.cli", "sweep", str(grid), "--db", str(db), "--no-progress"]
+    cmd = [sys.executable, "-m", "gradleak.cli", "sweep", str(grid), "--db", str(db), "--no-progress", "--workers", "1"]
     env = {**os.environ, "PYTHONPATH": str(Path(gradleak.__file__).resolve().parents[1])}  # this gradleak
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 300
