@@ -112,7 +112,7 @@ class LocalTraining:
         if not isinstance(self.optimizer, str) or self.optimizer not in ("sgd", "adam", "adamw"):
             problems.append(f"optimizer must be 'sgd', 'adam' or 'adamw', got {self.optimizer!r}")
         if real_problem("momentum", self.momentum, low=0, high=1) or self.momentum >= 1:
-            problems.append(f"momentum must be a number in [0, 1), got {self.momentum!r}")
+            problems.append(f"momentum must be in [0, 1), got {self.momentum!r}")
         elif self.momentum and self.optimizer != "sgd":
             problems.append(f"momentum applies to optimizer 'sgd' ({self.optimizer} uses betas)")
         if not isinstance(self.nesterov, bool):
