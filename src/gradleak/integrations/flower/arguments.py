@@ -9,7 +9,7 @@ Example:
     ...     check_arguments(model="net", shape=(1, 8, 8), mode="train", local_training=None, seed=0,
     ...                     rounds=None, clients=None, inner=object(), workers=0)
     ... except ConfigError as err:
-    ...     print(str(err)[:75])
+    ...     print(str(err)[:74])
     AuditStrategy: workers must be an integer between 1 and 1024, got 0; model
 """
 
