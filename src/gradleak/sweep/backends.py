@@ -290,11 +290,27 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
         >>> run_sweep(g, "/tmp/doc.sqlite")["total"]  # doctest: +SKIP
         1
     """
+    check_backend_options(backend, workers, address, cpus_per_run)
+    # Ray is joined before the database is opened: a cluster that cannot be reached leaves no file
+    started = start_ray(workers, address) if backend == "ray" else False
+    try:
+        return _sweep(grid, db, backend=backend, workers=workers, address=address, cpus_per_run=cpus_per_run,
+                      retry_failed=retry_failed, on_start=on_start, on_result=on_result, on_begin=on_begin,
+                      busy_timeout=busy_timeout)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _sweep(grid: Any, db: str | Path, *, backend: str, workers: int | None, address: str | None,
+           cpus_per_run: int | None, retry_failed: bool, on_start: Any, on_result: Any, on_begin: Any,
+           busy_timeout: float) -> dict[str, int]:
     from gradleak.sweep.grid import scenario_config
     from gradleak.sweep.store import Store
     from gradleak.sweep.storefile import keep_unstored, read_unstored, unstored_path
 
-    check_backend_options(backend, workers, address, cpus_per_run)
     with Store(db, busy_timeout=busy_timeout) as store:
         kept = read_unstored(db)  # finished runs an earlier sweep could not store: store them first
         for result in kept:
