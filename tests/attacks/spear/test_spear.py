@@ -111,11 +111,13 @@ def test_batch_not_below_width_or_input_dim():
 
 
 def test_rank_deficiency_reports_the_rank(digits):
+    """With ``duplicates='refuse'`` (the behaviour before issue 19) a duplicate is refused, naming
+    the rank; the default merges it (test_duplicate_pair_is_recovered)."""
     model, truth, x = _setup(digits, 4)
     x = torch.cat([x[:3], x[:1]])             # a duplicate: rank 3 < 4
     update = fedsgd_update(model, x, torch.cat([truth.labels[:3], truth.labels[:1]]))
     with pytest.raises(NotApplicableError, match=r"numerical rank 3 < batch size 4"):
-        Spear().run(model, update, shape=digits.shape)
+        Spear(duplicates="refuse").run(model, update, shape=digits.shape)
 
 
 def test_bad_options_and_shape(digits):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import torch
 
+from gradleak.attacks.spear.budget import Deadline, spent
 from gradleak.attacks.spear.sampling import (
     Candidates,
     Tolerances,
@@ -48,8 +49,9 @@ def row_ratio_inputs(grad_w: torch.Tensor, grad_bias: torch.Tensor, alive: torch
 
 def directions_from_inputs(x_hat: torch.Tensor, L: torch.Tensor, weight: torch.Tensor,
                            bias: torch.Tensor, alive: torch.Tensor, tol: Tolerances,
-                           fracs: tuple[float, ...] = (1.0, 0.7),
-                           chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                           fracs: tuple[float, ...] = (1.0, 0.7), chunk: int = 256,
+                           deadline: Deadline | None = None,
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Exact directions whose zero sets contain the predicted zero sets of ``x_hat`` (``k × n``).
 
     Each input predicts ``{j : W_j x̂ + bias_j <= 0}``; if ``L`` restricted to those rows (or to
@@ -61,6 +63,8 @@ def directions_from_inputs(x_hat: torch.Tensor, L: torch.Tensor, weight: torch.T
     """
     out_q, out_m, out_c = [], [], []
     for start in range(0, x_hat.shape[0], chunk):
+        if spent(deadline):
+            break
         z_hat = x_hat[start:start + chunk] @ weight.T + bias[None]
         for frac in fracs:
             q, ok = null_directions(L, predicted_masks(z_hat, alive, frac), tol)
@@ -102,7 +106,7 @@ def input_logits(x_hat: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
 
 def line_scan_directions(start: torch.Tensor, end: torch.Tensor, L: torch.Tensor, weight: torch.Tensor,
                          bias: torch.Tensor, alive: torch.Tensor, tol: Tolerances,
-                         frac: float = 1.0) -> torch.Tensor:
+                         frac: float = 1.0, deadline: Deadline | None = None) -> torch.Tensor:
     """Exact directions of inputs that lie on the lines through ``start[i]`` and ``end[i]``.
 
     Two row ratios whose neurons fire for the same two samples both lie on the line through
@@ -122,8 +126,10 @@ def line_scan_directions(start: torch.Tensor, end: torch.Tensor, L: torch.Tensor
     masks = predicted_masks(z_hat, alive, frac).unique(dim=0)
     r = L.shape[1]
     outer = (L[:, :, None] * L[:, None, :]).reshape(-1, r * r)
-    keep = []
-    for part in masks.split(8192):
+    keep = [masks[:0]]
+    for part in masks.split(max(64, (1 << 24) // (L.shape[0] * r * r))):
+        if spent(deadline):
+            break
         evals = torch.linalg.eigvalsh((part.to(L.dtype) @ outer).reshape(-1, r, r))
         keep.append(part[evals[:, 0] <= tol.null * evals[:, -1]])
     q, ok = null_directions(L, torch.cat(keep), tol)

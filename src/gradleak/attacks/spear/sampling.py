@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gradleak.attacks.spear.budget import Deadline, spent
+
 
 @dataclass(frozen=True)
 class Tolerances:
@@ -75,12 +77,15 @@ def null_directions(L: torch.Tensor, masks: torch.Tensor, tol: Tolerances) -> tu
     evals, evecs = torch.linalg.eigh(gram)
     top = evals[:, -1].clamp_min(torch.finfo(L.dtype).tiny)
     low = evals[:, 0].clamp_min(0)
-    second = evals[:, 1]
+    second = evals[:, 1] if r > 1 else torch.full_like(top, torch.inf)
     ok = (low <= tol.null * top) & (second > 100 * tol.null * top) & (second > tol.gap * low)
     ok &= masks.sum(1) >= L.shape[1] - 1
-    proj = torch.einsum("ja,kab->kjb", L, evecs[:, :, 1:])
-    lev = (proj.square() / evals[:, None, 1:].clamp_min(torch.finfo(L.dtype).tiny)).sum(-1) * weights
-    ok &= lev.amax(1) < tol.leverage
+    idx = ok.nonzero().flatten()
+    if len(idx) and r > 1:                     # leverage only where the eigenvalues passed
+        inv = evecs[idx, :, 1:] / evals[idx, None, 1:].clamp_min(torch.finfo(L.dtype).tiny)
+        metric = inv @ evecs[idx, :, 1:].mT                     # pseudo-inverse of each Gram
+        lev = ((L[None] @ metric) * L[None]).sum(-1) * weights[idx]
+        ok[idx] = lev.amax(1) < tol.leverage
     return evecs[:, :, 0], ok
 
 
@@ -130,7 +135,8 @@ def refine(L: torch.Tensor, q: torch.Tensor, alive: torch.Tensor, tol: Tolerance
 
 def sample_directions(L: torch.Tensor, alive: torch.Tensor, n: int, tol: Tolerances,
                       gen: torch.Generator, logits: torch.Tensor | None = None,
-                      batch: int = 4096) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      batch: int = 4096, deadline: Deadline | None = None,
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample ``n`` row subsets of size ``r − 1`` and return the sparse kernel directions.
 
     Args:
@@ -141,6 +147,7 @@ def sample_directions(L: torch.Tensor, alive: torch.Tensor, n: int, tol: Toleran
         gen: the seeded generator.
         logits: optional per-row sampling log-weights (Gumbel-top-k); ``None`` is uniform.
         batch: subsets per batched QR.
+        deadline: checked before each batch; the draws done so far are returned.
 
     Returns:
         refined directions ``(k, r)``, zero masks ``(k, m)``, zero counts ``(k,)``.
@@ -153,6 +160,8 @@ def sample_directions(L: torch.Tensor, alive: torch.Tensor, n: int, tol: Toleran
         n = 0
     base = torch.zeros(live, dtype=L.dtype) if logits is None else logits[rows].to(L.dtype)
     for start in range(0, n, batch):
+        if spent(deadline):
+            break
         k = min(batch, n - start)
         u = torch.rand(k, live, generator=gen, dtype=L.dtype).clamp_min(1e-300)
         keys = base[None] - torch.log(-torch.log(u))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from gradleak.attacks.spear.budget import Deadline, spent
 from gradleak.attacks.spear.sampling import (
     Candidates,
     Tolerances,
@@ -68,7 +69,7 @@ def agreement(X: torch.Tensor, G: torch.Tensor, weight: torch.Tensor, bias: torc
 
 def select(pool: Candidates, L: torch.Tensor, R: torch.Tensor, grad_bias: torch.Tensor,
            weight: torch.Tensor, bias: torch.Tensor, alive: torch.Tensor, tol: Tolerances,
-           max_swaps: int = 400) -> tuple[torch.Tensor | None, float]:
+           max_swaps: int = 400, deadline: Deadline | None = None) -> tuple[torch.Tensor | None, float]:
     """Choose ``r`` of the pool's directions: greedy by sparsity, then swaps that raise λ.
 
     Returns:
@@ -109,9 +110,9 @@ def select(pool: Candidates, L: torch.Tensor, R: torch.Tensor, grad_bias: torch.
                 tries += 1
                 if value > best:
                     others[j], chosen, best, improved = chosen[slot], trial, value, True
-                if tries >= max_swaps:
+                if tries >= max_swaps or spent(deadline):
                     break
-            if tries >= max_swaps:
+            if tries >= max_swaps or spent(deadline):
                 break
     return pool.q[chosen].T, best
 
@@ -148,13 +149,16 @@ def complete_last(known: torch.Tensor, L: torch.Tensor, R: torch.Tensor, weight:
 
 def complete_pair(known: torch.Tensor, L: torch.Tensor, R: torch.Tensor, weight: torch.Tensor,
                   bias: torch.Tensor, alive: torch.Tensor, tol: Tolerances, frac: float = 1.0,
-                  chunk: int = 8192) -> torch.Tensor:
+                  chunk: int | None = None, deadline: Deadline | None = None,
+                  max_flops: float = 3e10) -> torch.Tensor:
     """Candidate directions for the two missing columns when ``r − 2`` are known.
 
     Both missing inputs lie in the plane ``{α y₁ + β y₂}`` spanned by the rows of ``Q⁻¹`` that
     are orthogonal to the known directions. The ReLU lines ``α a₁ⱼ + β a₂ⱼ + biasⱼ = 0`` cut the
     plane into cells; every cell touches a vertex, so the four points around each vertex visit
     all cells, and a cell whose predicted zero set has a kernel gives a missing direction.
+    With ``2·m_live²·m·r²`` above ``max_flops`` (wide layers) it returns nothing: the cells are
+    too many to test within a budget.
 
     Returns:
         candidate unit directions ``(k, r)`` (rows) with a clean kernel.
@@ -162,26 +166,36 @@ def complete_pair(known: torch.Tensor, L: torch.Tensor, R: torch.Tensor, weight:
     basis = torch.linalg.svd(known, full_matrices=True).Vh[-2:]
     a = (basis @ R) @ weight.T                                     # (2, m)
     rows = (alive & (a.abs().sum(0) > 0)).nonzero().flatten()
-    i, j = torch.triu_indices(len(rows), len(rows), 1)
-    i, j = rows[i], rows[j]
-    mat = torch.stack([a[:, i].T, a[:, j].T], 1)                   # (k, 2, 2)
-    solvable = torch.linalg.det(mat).abs() > 1e-12 * mat.abs().amax((1, 2)).square()
-    mat, rhs = mat[solvable], -torch.stack([bias[i], bias[j]], 1)[solvable]
-    vertex = torch.linalg.solve(mat, rhs[:, :, None])[:, :, 0]     # (k, 2)
-    normals = mat / mat.norm(dim=2, keepdim=True)
-    eps = 1e-7 * (1 + vertex.norm(dim=1, keepdim=True))
-    points = [vertex + eps * (s1 * normals[:, 0] + s2 * normals[:, 1])
-              for s1 in (-1, 1) for s2 in (-1, 1)]
-    masks = predicted_masks(torch.cat(points) @ a + bias[None], alive, frac).unique(dim=0)
     r = L.shape[1]
+    if 2 * len(rows) ** 2 * L.shape[0] * r * r > max_flops:      # too many cells to test
+        return L.new_zeros(0, r)
+    i_all, j_all = torch.triu_indices(len(rows), len(rows), 1)
     outer = (L[:, :, None] * L[:, None, :]).reshape(-1, r * r)
-    hits = []
-    for start in range(0, len(masks), chunk):
-        part = masks[start:start + chunk]
-        evals = torch.linalg.eigvalsh((part.to(L.dtype) @ outer).reshape(-1, r, r))
-        hits.append(part[evals[:, 0] <= tol.null * evals[:, -1]])
-    masks = torch.cat(hits)
-    q, good = null_directions(L, masks, tol)
+    chunk = chunk or max(64, (1 << 24) // (L.shape[0] * r * r))
+    hits, seen = [], set()
+    for start in range(0, len(i_all), chunk):
+        if spent(deadline):
+            break
+        i, j = rows[i_all[start:start + chunk]], rows[j_all[start:start + chunk]]
+        mat = torch.stack([a[:, i].T, a[:, j].T], 1)               # (k, 2, 2)
+        solvable = torch.linalg.det(mat).abs() > 1e-12 * mat.abs().amax((1, 2)).square()
+        mat, rhs = mat[solvable], -torch.stack([bias[i], bias[j]], 1)[solvable]
+        vertex = torch.linalg.solve(mat, rhs[:, :, None])[:, :, 0]  # (k, 2)
+        normals = mat / mat.norm(dim=2, keepdim=True)
+        eps = 1e-7 * (1 + vertex.norm(dim=1, keepdim=True))
+        points = torch.cat([vertex + eps * (s1 * normals[:, 0] + s2 * normals[:, 1])
+                            for s1 in (-1, 1) for s2 in (-1, 1)])
+        masks = predicted_masks(points @ a + bias[None], alive, frac).unique(dim=0)
+        keys = [row.numpy().tobytes() for row in masks]
+        new = torch.tensor([key not in seen for key in keys], dtype=torch.bool)
+        seen.update(keys)
+        masks = masks[new]
+        for part in masks.split(chunk):
+            evals = torch.linalg.eigvalsh((part.to(L.dtype) @ outer).reshape(-1, r, r))
+            hits.append(part[evals[:, 0] <= tol.null * evals[:, -1]])
+    if not hits:
+        return L.new_zeros(0, r)
+    q, good = null_directions(L, torch.cat(hits), tol)
     return q[good]
 
 
