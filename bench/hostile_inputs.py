@@ -368,6 +368,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out).resolve() if args.out else Path(__file__).resolve().parents[1] / "docs" / "results" / \
         "hostile_inputs.md"  # resolved now: the cases run in a temporary folder
+    compare = str(Path(args.compare).resolve()) if args.compare else None  # before the cases change folder
     torch.set_num_threads(1)
     rows: list[tuple[str, str, str | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -412,7 +413,7 @@ def main() -> None:
                        f"{gradleak.__version__}); torch {torch.__version__}, Python "
                        f"{platform.python_version()}, {platform.machine()} ({os.cpu_count()} CPUs).\n\n"
                        f"{len(rows)} examples, **{len(failed)} still fail**, {len(skipped)} skipped."
-                       f"{_compared(args.compare)}\n\n{text}\n")
+                       f"{_compared(compare)}\n\n{text}\n")
 
 
 def _compared(path: str | None) -> str:
