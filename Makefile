@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # every optional feature, so that no test skips: generator priors, DP-SGD, Ray, Flower
 EXTRAS ?= dev,generative,dp,ray,flower
 
-.PHONY: setup demo test lint bench clean report-screenshot suite docs
+.PHONY: setup demo test lint bench clean report-screenshot suite docs tables
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ report-screenshot: setup
 suite: setup
 	$(BIN)/gradleak sweep bench/suite.toml --db runs/suite.sqlite --report runs/suite.html
 	$(BIN)/gradleak report runs/suite.sqlite --format md
+
+# Every published results table: runs the committed grids bench/tables/*.toml as resumable sweeps
+# (runs/tables/*.sqlite) and writes docs/results/*.md. The committed files took about 9 300 s of run
+# time in all (ggl_table3 4 400, gifd 3 900, geng 600, spear 400): 80 minutes or more with one worker
+# per CPU on 2 cores; a killed run resumes. TABLES_ARGS="--only gifd" for one table. Not part of `make test`.
+tables: setup
+	$(BIN)/python bench/tables/make_tables.py $(TABLES_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache site

@@ -12,6 +12,9 @@ Tables (PSNR in dB on [0, 1] pixels after Hungarian matching, mean over seeds):
 
 Run: ``python bench/bench_geng.py`` or pick parts, e.g. ``--parts swap fusion --seeds 2``.
 CPU budgets are small (few hundred Adam steps); numbers are for comparison, not paper targets.
+Batches come from the ``attack`` split; the BN statistics of ``group`` are estimated on the
+``validation`` split, so they never include an attacked image. The published claims are in
+``docs/results/geng.md`` (``make tables``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from torch import nn
 
 from gradleak.core.registry import MODELS, create_attack
 from gradleak.core.types import LocalTraining
-from gradleak.data import load_dataset, sample_batch
+from gradleak.data import load_split, sample_batch
 from gradleak.fl import fedavg_update, fedsgd_update
 from gradleak.inversion.bn_prior import BNStatisticsPrior
 from gradleak.inversion.gradients import observed_gradient
@@ -39,7 +42,7 @@ def _mean(values: list[float]) -> str:
 
 
 def part_swap(args: argparse.Namespace) -> None:
-    ds = load_dataset(args.dataset)
+    ds = load_split(args.dataset, {}, "attack")
     rows: dict[str, list[float]] = {"restored labels": [], "one label swapped": []}
     restored_right = 0
     for seed in range(args.seeds):
@@ -64,7 +67,7 @@ def part_swap(args: argparse.Namespace) -> None:
 
 
 def part_fusion(args: argparse.Namespace) -> None:
-    ds = load_dataset(args.dataset)
+    ds = load_split(args.dataset, {}, "attack")
     print(f"\n### Claim 2: fusion of same-label images ({args.model}/{args.dataset}, b={args.batch}, "
           f"{args.steps} steps, {args.seeds} seeds, geng with restored labels)\n")
     print("| batch labels | PSNR | labels exact |\n|---|---|---|")
@@ -82,7 +85,7 @@ def part_fusion(args: argparse.Namespace) -> None:
 
 
 def part_fedavg(args: argparse.Namespace) -> None:
-    ds = load_dataset(args.dataset)
+    ds = load_split(args.dataset, {}, "attack")
     print(f"\n### geng vs fedavg-unrolled on FedAvg ({args.model}/{args.dataset}, b={args.batch}, "
           f"full-batch local steps, local lr {args.local_lr}, {args.steps} attack steps, "
           f"{args.seeds} seeds, labels restored: geng→geng, fedavg-unrolled→dimitrov)\n")
@@ -119,7 +122,8 @@ def part_group(args: argparse.Namespace) -> None:
     if model_name != "bnconv" and model_name not in MODELS:
         print(f"\n### group: {model_name} is not registered; skipped")
         return
-    ds = load_dataset(args.group_dataset)
+    ds = load_split(args.group_dataset, {}, "attack")
+    held_out = load_split(args.group_dataset, {}, "validation").inputs[:512]
     print(f"\n### gradinversion with/without group consistency ({model_name}/{args.group_dataset}, b=4, "
           f"{args.group_steps} steps, 4 seeds in the group, {args.seeds} batches; BN running statistics "
           f"estimated on 512 held-out images; labels: yin)\n")
@@ -132,7 +136,6 @@ def part_group(args: argparse.Namespace) -> None:
             model = small_bn_convnet(ds.shape, ds.num_classes, seed)
         else:
             model = build_model(model_name, shape=ds.shape, num_classes=ds.num_classes, seed=seed)
-        held_out = ds.inputs[-512:]
         model.train()
         with torch.no_grad():
             for chunk in held_out.split(128):

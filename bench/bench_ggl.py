@@ -1,4 +1,7 @@
-"""GGL (Li et al., CVPR 2022) analogues on MNIST / LeNet, batch 1, held-out digits.
+"""GGL (Li et al., CVPR 2022) analogues on MNIST / LeNet, batch 1, attack-split digits.
+
+Superseded for published numbers by ``bench/tables/ggl_table3.toml`` (``make tables``: equal
+budgets, written to ``docs/results/ggl_table3.md``); kept for exploring other budgets.
 
 * ``table3``: dlg, idlg, ig, ggl under noise σ=0.1, clip S=4, prune 90 %, Soteria 80 %; median
   MSE / PSNR / SSIM (pixel space [0, 1], peak 1) over ``--images`` held-out test digits, and
@@ -6,8 +9,8 @@
   (``attacks/common/adaptive.py``); dlg/idlg get it too where they take one.
 * ``table2``: ggl with adam vs bo vs cma, no defense.
 
-The prior (``mnist-dcgan``) was trained on the training split; the client's digits come from the
-held-out split (``gradleak.data.splits``), so the prior has never seen them.
+The prior (``mnist-dcgan``) was trained on the ``train`` split; the client's digits come from the
+``attack`` split (``gradleak.data.splits``), so the prior has never seen them.
 
     python bench/bench_ggl.py table3 --images 10
     python bench/bench_ggl.py table2 --images 5
@@ -46,7 +49,7 @@ def attack_options(name: str, args: argparse.Namespace) -> dict:
 
 
 def run(attacks: list[str], defenses: list[str], args: argparse.Namespace) -> dict:
-    _, test = load_splits("mnist", {})
+    test = load_splits("mnist", {}).attack
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(args.seed))[:args.first + args.images]
     model = build_model(args.model, shape=(1, 28, 28), num_classes=10, seed=args.seed)
     results: dict = {}

@@ -1,5 +1,9 @@
 """GIFD benchmark (issue 8): in distribution, out of distribution, domain shift, defenses.
 
+Superseded for published numbers by ``bench/tables/gifd.toml`` (``make tables``: radii chosen on
+validation, equal budgets, ``docs/results/gifd.md``). Every client image here comes from the
+``attack`` split (faces: its attack split too), never from data a prior trained on.
+
 Usage:
     python bench/bench_gifd.py --section indist   --images 10 --steps 200
     python bench/bench_gifd.py --section ood      --images 5  --steps 200
@@ -113,7 +117,7 @@ def pick(ds, labels: set[int], n: int, seed: int) -> list[int]:
 
 
 def indist(args) -> None:
-    ds, gen, rows = gl.load_dataset("mnist"), load_generator("mnist-dcgan"), {}
+    ds, gen, rows = gl.load_split("mnist", {}, "attack"), load_generator("mnist-dcgan"), {}
     for i in range(args.first, args.first + args.images):
         truth = gl.sample_batch(ds, 1, seed=i)
         model = gl.build_model("convnet", shape=ds.shape, num_classes=10, seed=i)
@@ -126,7 +130,7 @@ def indist(args) -> None:
 
 
 def ood(args) -> None:
-    ds, gen, rows = gl.load_dataset("mnist"), load_generator("mnist04-dcgan"), {}
+    ds, gen, rows = gl.load_split("mnist", {}, "attack"), load_generator("mnist04-dcgan"), {}
     for j, i in enumerate(pick(ds, {5, 6, 7, 8, 9}, args.images, args.seed)):
         truth = GroundTruth(ds.inputs[i:i + 1], ds.labels[i:i + 1])
         model = gl.build_model("convnet", shape=ds.shape, num_classes=10, seed=j)
@@ -137,7 +141,7 @@ def ood(args) -> None:
 
 
 def faces(args) -> None:
-    ds, gen, rows = gl.load_dataset("faces", size=28), load_generator("mnist-dcgan"), {}
+    ds, gen, rows = gl.load_split("faces", {"size": 28}, "attack"), load_generator("mnist-dcgan"), {}
     for j, i in enumerate(pick(ds, {1}, args.images, args.seed)):
         truth = GroundTruth(ds.inputs[i:i + 1], ds.labels[i:i + 1])
         model = gl.build_model("convnet", shape=ds.shape, num_classes=2, seed=j)
@@ -174,7 +178,7 @@ def ggl_table(args) -> None:
 
     settings = {"none": None, "noise": ("noise", {"sigma": 0.1}), "clip": ("clip", {"norm": 4.0}),
                 "prune": ("prune", {"ratio": 0.9}), "soteria": ("soteria", {"ratio": 0.8})}
-    _, test = load_splits("mnist", {})
+    test = load_splits("mnist", {}).attack
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(args.seed))[:args.images]
     model = gl.build_model("lenet", shape=(1, 28, 28), num_classes=10, seed=args.seed)
     cells = []

@@ -102,8 +102,9 @@ def test_cifar10_reads_batches_and_splits(tmp_path):
     held_out = load_dataset("cifar10", data_dir=root, split="test")
     assert len(held_out) == 4 and held_out.labels.tolist() == test[b"labels"]
     assert len(load_dataset("cifar10", data_dir=root, split="all")) == 19
-    train, test_split = load_splits("cifar10", {"data_dir": root})
-    assert (len(train), len(test_split)) == (15, 4)
+    splits = load_splits("cifar10", {"data_dir": root})  # the native test batch → validation + attack
+    assert (len(splits.train), len(splits.validation) + len(splits.attack)) == (15, 4)
+    assert splits.attack.split == "attack" and set(splits.attack.indices.tolist()) <= {0, 1, 2, 3}
 
 
 def test_cifar100_fine_and_coarse(tmp_path):
@@ -237,15 +238,26 @@ def test_imagefolder_errors(tmp_path):
 # --- splits and the catalogue ---------------------------------------------------------------
 
 def test_split_is_stratified_disjoint_and_fixed(digits):
-    train, test = split_dataset(digits)
-    assert len(train) + len(test) == len(digits)
-    counts = torch.bincount(test.labels, minlength=10).float() / torch.bincount(digits.labels).float()
-    assert ((counts - 0.2).abs() < 0.02).all()
+    train, validation, attack = split_dataset(digits)
+    assert len(train) + len(validation) + len(attack) == len(digits)
+    held = torch.bincount(torch.cat([validation.labels, attack.labels]), minlength=10).float()
+    assert ((held / torch.bincount(digits.labels).float() - 0.2).abs() < 0.02).all()
+    assert (torch.bincount(attack.labels, minlength=10) >= torch.bincount(validation.labels, minlength=10)).all()
     rows = {tuple(x.flatten().tolist()) for x in train.inputs}
-    overlap = sum(tuple(x.flatten().tolist()) in rows for x in test.inputs)
-    assert overlap < 5  # the digits data itself holds a handful of duplicate images
-    again = split_dataset(digits)[1]
-    assert torch.equal(again.inputs, test.inputs)
+    assert not any(tuple(x.flatten().tolist()) in rows for x in torch.cat([validation.inputs, attack.inputs]))
+    again = split_dataset(digits).attack
+    assert torch.equal(again.inputs, attack.inputs) and torch.equal(again.indices, attack.indices)
+    assert torch.equal(digits.inputs[attack.indices], attack.inputs)
+
+
+def test_duplicate_images_stay_on_one_side_of_the_split():
+    x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    x[20:] = x[:20]  # every image twice
+    ds = Dataset("dup", x, torch.arange(40) % 2, 2)
+    train, validation, attack = split_dataset(ds)
+    seen = {tuple(v.flatten().tolist()) for v in train.inputs}
+    assert len(attack) >= 2 and not any(tuple(v.flatten().tolist()) in seen for v in attack.inputs)
+    assert len(train) + len(validation) + len(attack) == 40
 
 
 def test_catalogue_describes_user_owned_formats_without_loading(monkeypatch):

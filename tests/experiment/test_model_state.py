@@ -34,9 +34,9 @@ def test_parse_model_state():
             parse_model_state(bad)
 
 
-def test_untrained_keeps_the_whole_dataset_and_the_seeded_model(cache):
+def test_untrained_attacks_the_attack_split_with_the_seeded_model(cache):
     model, pool, info = prepare_model("mlp", {"widths": (32,)}, "digits", {}, seed=0)
-    assert info is None and len(pool) == 1797
+    assert info is None and pool.split == "attack" and len(pool) == 181
     assert torch.equal(model[2].weight, _mlp()[2].weight)
     assert not cache.exists()  # nothing trained, nothing cached
 
@@ -46,7 +46,7 @@ def test_trained_beats_chance_is_cached_and_keyed(cache):
     model, pool, info = prepare_model("mlp", {"widths": (32,)}, "digits", {}, seed=0,
                                       model_state="trained:1")
     assert info["cached"] is False and info["test_accuracy"] > 3 * info["chance"]
-    assert len(pool) == info["test_size"] == 359 and info["train_size"] == 1438
+    assert len(pool) == 181 and info["test_size"] == 178 and info["train_size"] == 1438
     files = sorted(p.suffix for p in (cache / "models").iterdir())
     assert files == [".json", ".safetensors"]
     again, _, info2 = prepare_model("mlp", {"widths": (32,)}, "digits", {}, seed=0, model_state="trained:1")
@@ -56,15 +56,15 @@ def test_trained_beats_chance_is_cached_and_keyed(cache):
     # a different seed or number of epochs is a different model
     _, _, other = prepare_model("mlp", {"widths": (32,)}, "digits", {}, seed=1, model_state="trained:1")
     assert other["cached"] is False and other["cache_key"] != info["cache_key"]
-    # the attacked batch comes from the held-out split, which no training example is in
+    # the attacked batch comes from the attack split, which no training example is in
     train_rows = {tuple(x.flatten().tolist()) for x in _digits_train()}
-    assert sum(tuple(x.flatten().tolist()) in train_rows for x in pool.inputs) < 5
+    assert not any(tuple(x.flatten().tolist()) in train_rows for x in pool.inputs)
 
 
 def _digits_train():
     from gradleak.data.splits import load_splits
 
-    return load_splits("digits", {})[0].inputs
+    return load_splits("digits", {}).train.inputs
 
 
 @pytest.mark.slow
@@ -158,13 +158,13 @@ def test_cli_checkpoint_norm_and_bn_flags(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     info = summary["model_state"]
     assert info["state"] == "checkpoint"
-    # the accuracy reported is the checkpoint's own, on the held-out split (not the seed's fresh model)
+    # the accuracy reported is the checkpoint's own, on the validation split (not the seed's fresh model)
     from gradleak.data.splits import load_splits
 
-    test = load_splits("digits", {})[1]
+    test = load_splits("digits", {}).validation
     with torch.no_grad():
         correct = int((model.eval()(test.inputs).argmax(1) == test.labels).sum())
-    assert info["test_size"] == len(test) == 359 and info["test_accuracy"] == correct / len(test)
+    assert info["test_size"] == len(test) == 178 and info["test_accuracy"] == correct / len(test)
     scenario = json.loads((tmp_path / "run" / "config.json").read_text())["scenario"]
     assert scenario["mode"] == "train" and scenario["share_buffers"] is True
     assert scenario["model_options"]["norm"] == "gn"

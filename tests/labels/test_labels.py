@@ -136,6 +136,14 @@ def test_round_counts_sum_and_sign():
     assert counts_to_labels(torch.tensor([2, 0, 1])).tolist() == [0, 0, 2]
 
 
+def test_llg_uses_the_official_one_plus_one_over_c_factor():
+    """Row sums (0, -0.7, 0.5, -1.3), K = 4, C = 4. With the official code's impact
+    m = (-2.0 / 4)·(1 + 1/4) = -0.625 the corrected sums after the two present classes are
+    -0.075 (class 1) and -0.675 (class 3): class 3, then class 1 (-0.075 < -0.05). Without the
+    factor (m = -0.5) they are -0.2 and -0.8, and class 3 would be taken twice more."""
+    assert llg_counts(torch.tensor([0.0, -0.7, 0.5, -1.3]), 4).tolist() == [1, 1, 3, 3]
+
+
 def test_llg_subtract_and_reselect():
     assert llg_counts(torch.tensor([-0.3, 0.1, -0.1, 0.3]), 4).tolist() == [0, 0, 0, 2]
     # more negative rows than examples: keep the most negative

@@ -16,7 +16,11 @@ CLI and the contract test (never guessed from signatures):
 * ``update_kinds`` — the update kinds it reads (``kind_hint``: what to do about another kind);
 * ``unrolls_local_training`` — it simulates the client's optimiser on a weight delta instead of
   reading the delta as an average gradient (which Adam/AdamW deltas cannot be read as);
-* ``presets`` — named option sets; ``tiny`` is a seconds-long smoke run (tests, run-time estimates).
+* ``presets`` — named option sets (plain dicts): ``tiny`` is a seconds-long smoke run (tests,
+  run-time estimates); ``paper`` is the paper's setting as far as it is known, and
+  ``paper_sources`` says where each of its values comes from (``[PAPER]``, ``[CODE]``, ``[ABS]``)
+  or that it is a ``[GUESS]``; the implicit ``default`` preset is the constructor's defaults,
+  and ``default_tuned_on`` says on which split (if any) gradleak chose them.
 
 Two more attributes describe the output, for people rather than for the experiment:
 
@@ -68,6 +72,8 @@ class Attack(ABC):
     kind_hint: ClassVar[str] = ""
     unrolls_local_training: ClassVar[bool] = False
     presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}}
+    paper_sources: ClassVar[dict[str, str]] = {}
+    default_tuned_on: ClassVar[str] = "not tuned on any split"
     exact: ClassVar[bool] = False
     progress_unit: ClassVar[str] = "steps"
     progress_total_is_bound: ClassVar[bool] = False

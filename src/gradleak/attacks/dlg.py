@@ -49,7 +49,15 @@ class DLG(Attack):
     """
 
     name = "dlg"
-    presets = {"tiny": {"steps": 2, "max_iter": 2}}
+    presets = {"tiny": {"steps": 2, "max_iter": 2},
+               "paper": {"steps": 300, "lr": 1.0, "max_iter": 20, "restarts": 1}}
+    paper_sources = {
+        "steps": "[CODE] 300 L-BFGS iterations (the DLG run of PatrickZH/Improved-Deep-Leakage-from-Gradients)",
+        "lr": "[CODE] torch.optim.LBFGS(lr=1.0)",
+        "max_iter": "[CODE] LBFGS's default max_iter=20",
+        "restarts": "[CODE] one run",
+    }
+    default_tuned_on = "not tuned: the defaults are the paper preset"
     supports_adaptive = True
     progress_unit = "L-BFGS steps"
 

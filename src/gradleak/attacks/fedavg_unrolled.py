@@ -106,7 +106,14 @@ class FedAvgUnrolled(Attack):
     """
 
     name = "fedavg-unrolled"
-    presets = {"tiny": {"steps": 2}}
+    presets = {"tiny": {"steps": 2},
+               "paper": {"distance": "cosine", "signed": True, "labels": "dimitrov"}}
+    paper_sources = {
+        "distance": "[GUESS] cosine: the paper's reconstruction loss weights were not retrieved",
+        "signed": "[GUESS] signed Adam (IG)",
+        "labels": "[PAPER] Geng's counts interpolated along the local steps (Dimitrov et al.)",
+    }
+    default_tuned_on = "not tuned on a split: IG's settings"
     needs_labels = True
     takes_labels = True
     update_kinds = ("weight_delta",)

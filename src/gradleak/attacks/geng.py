@@ -56,7 +56,16 @@ class Geng(Attack):
     """
 
     name = "geng"
-    presets = {"tiny": {"steps": 3}}
+    presets = {"tiny": {"steps": 3},
+               "paper": {"steps": 4800, "lr": 0.1, "tv": 1e-4, "distance": "cosine", "signed": True}}
+    paper_sources = {
+        "steps": "[GUESS] IG's 4 800: the paper's iteration count was not retrieved",
+        "lr": "[GUESS] IG's 0.1",
+        "tv": "[GUESS] IG's 1e-4: the paper's loss weights were not retrieved",
+        "distance": "[GUESS] cosine (the IG family the paper builds on)",
+        "signed": "[GUESS] signed Adam (IG)",
+    }
+    default_tuned_on = "not tuned on a split: IG's settings"
     needs_labels = True
     takes_labels = True
     supports_adaptive = True
@@ -78,5 +87,5 @@ class Geng(Attack):
             model, target, labels, shape=shape, steps=self.steps, lr=self.lr, tv=self.tv,
             bn_weight=self.bn, bn_prior=BNStatisticsPrior(model, update), restarts=self.restarts,
             distance=self.distance, signed=self.signed, seed=self.seed, transform=self.transform,
-            progress=progress, info={"labels_from": how})
+            progress=progress, info={"labels_from": how, "evaluations": self.steps * self.restarts})
 

@@ -50,7 +50,15 @@ class IDLG(Attack):
     """
 
     name = "idlg"
-    presets = {"tiny": {"steps": 2, "max_iter": 2}}
+    presets = {"tiny": {"steps": 2, "max_iter": 2},
+               "paper": {"steps": 300, "lr": 1.0, "max_iter": 20, "restarts": 1}}
+    paper_sources = {
+        "steps": "[CODE] Iteration = 300 (PatrickZH/Improved-Deep-Leakage-from-Gradients iDLG.py)",
+        "lr": "[CODE] lr = 1.0, torch.optim.LBFGS",
+        "max_iter": "[CODE] LBFGS's default max_iter=20",
+        "restarts": "[CODE] one run",
+    }
+    default_tuned_on = "not tuned: the defaults are the paper preset"
     needs_labels = True
     takes_labels = True
     supports_adaptive = True

@@ -46,15 +46,22 @@ def add_attack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local-epochs", type=int, default=1)
     p.add_argument("--local-batch-size", type=int, default=None)
     p.add_argument("--local-steps", type=int, default=None)
-    p.add_argument("--labels", default="known", help="known | restore | a label method")
+    p.add_argument("--labels", default="own",
+                   help="own (default: the attack's own label step; labels do not leak) | known (labels leak "
+                        "to the server: an upper-bound assumption) | restore | a label method")
     p.add_argument("--mode", "--bn", dest="mode", default="eval",
                    help="train | eval: BatchNorm/dropout mode of the client's pass (--bn is the same)")
     p.add_argument("--share-bn-stats", action="store_true",
                    help="the client also sends its BatchNorm running statistics to the server")
     p.add_argument("--defense", action="append", default=[], metavar="NAME:k=v,...",
                    help="defense applied by the client, in order (repeatable)")
-    p.add_argument("--adaptive", action="store_true",
-                   help="the attacker copies the defenses' deterministic part onto its trial gradients")
+    p.add_argument("--adaptive", nargs="?", const=True, default=False, metavar="observed-mask",
+                   help="the attacker copies the defenses' deterministic part onto its trial gradients "
+                        "(as the papers); '--adaptive observed-mask': the stronger variant for prune/topk")
+    p.add_argument("--preset", default="default", metavar="NAME",
+                   help="the attack's hyper-parameter preset: default | paper | tiny (-p and --steps override it)")
+    p.add_argument("--split", default="attack", help="attack (default) | validation: where the scored batch "
+                                                     "comes from (validation only to choose hyper-parameters)")
     p.add_argument("--label-map", default=None, metavar="auto|search|none|FILE",
                    help="generative attacks (gifd): map task labels to generator classes (FILE: JSON)")
     p.add_argument("--seed", type=int, default=0)
@@ -95,7 +102,7 @@ def scenario_from_args(args: argparse.Namespace) -> Any:
         defenses=tuple(args.defense), attack_options=attack_options,
         model_options=model_options, dataset_options=dataset_options,
         model_state=args.model_state, checkpoint=args.checkpoint, share_buffers=args.share_bn_stats,
-        adaptive=args.adaptive,
+        adaptive=args.adaptive, split=args.split, attack_preset=args.preset,
     )
 
 

@@ -203,6 +203,13 @@ def print_summary(summary: dict[str, Any]) -> None:
     if state and state.get("test_accuracy") is not None:
         console.print(f"model: {state['state']}, test accuracy {state['test_accuracy']:.3f} "
                       f"(chance {state['chance']:.3f}){', from cache' if state.get('cached') else ''}")
+    if summary.get("assumptions") is not None:
+        from gradleak.experiment.assumptions import mark_assumptions, upper_bound
+
+        marked = mark_assumptions(summary["assumptions"])
+        console.print(f"split {summary.get('split')}, preset {summary.get('preset')}; assumptions: {marked}"
+                      + ("  (* upper bound: a best case for the attacker)" if upper_bound(summary["assumptions"])
+                         else ""), highlight=False)
     if summary.get("out_dir"):
         console.print(f"run folder: {summary['out_dir']}")
     print_fit_warning(summary.get("fit"))

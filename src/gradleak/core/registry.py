@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from gradleak.core import builtins
-from gradleak.core.errors import UnknownNameError
+from gradleak.core.errors import ConfigError, UnknownNameError
 from gradleak.core.schema import check_options
 
 T = TypeVar("T")
@@ -105,8 +105,18 @@ register_model = MODELS.register
 register_label_method = LABEL_METHODS.register
 
 
-def create_attack(name: str, /, **kwargs: Any) -> Any:
-    """Build a registered attack by name. Example: ``create_attack("ig", steps=100)``."""
+def create_attack(name: str, /, *, preset: str = "default", **kwargs: Any) -> Any:
+    """Build a registered attack by name from one of its ``presets`` (``default``: the constructor's
+    defaults); options given here override the preset's.
+
+    Example: ``create_attack("ig", steps=100)``, ``create_attack("ggl", preset="paper", restarts=2)``.
+    """
+    if preset != "default":
+        presets = getattr(ATTACKS.get(name), "presets", {})
+        if preset not in presets:
+            raise ConfigError(f"attack {name!r} has no preset {preset!r}; choose one of: "
+                              f"{', '.join(['default', *presets])}")
+        kwargs = {**presets[preset], **kwargs}
     return ATTACKS.create(name, **kwargs)
 
 

@@ -48,6 +48,11 @@ class RunResult:
         seconds: the attack's wall-clock time.
         out_dir: the run folder, when one was written.
         model_state: how the model was trained or loaded (``None`` for an untrained model).
+        split: the dataset split the scored batch came from (``attack``, or ``validation``).
+        indices: the batch's positions in the dataset that split was cut from.
+        preset: the attack's hyper-parameter preset (``default``, ``paper``, ...).
+        hyperparameters: every option of the attack as it ran (preset + overrides + defaults).
+        assumptions: what the run assumed the server knows (``experiment/assumptions.py``).
         fit: how well the reconstruction explains the update (``gradleak.experiment.fit``):
             ``cosine_distance``, ``relative_l2``, ``residual``, ``poor`` and ``warning``.
     """
@@ -63,6 +68,11 @@ class RunResult:
     model_state: dict[str, Any] | None = None
     fit: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    split: str | None = None
+    indices: list[int] | None = None
+    preset: str | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    assumptions: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The short summary the CLI prints and ``--json`` emits."""
@@ -71,7 +81,10 @@ class RunResult:
                "batch_size": s.get("batch_size"), "protocol": s.get("protocol"), "seed": s.get("seed"),
                "defenses": list(s.get("defenses") or []), "labels": s.get("labels"),
                "seconds": self.seconds, "metrics": dict(self.metrics), "out_dir": self.out_dir,
-               "adaptive": s.get("adaptive", False)}
+               "adaptive": s.get("adaptive", False), "split": self.split, "indices": self.indices,
+               "preset": self.preset, "hyperparameters": self.hyperparameters,
+               "assumptions": list(self.assumptions),
+               "labels_from": self.reconstruction.info.get("labels_from")}
         if self.model_state is not None:
             out["model_state"] = self.model_state
         if self.fit is not None:

@@ -36,6 +36,9 @@ class Dataset:
         labels: ``(N,)`` int64 in ``[0, num_classes)``.
         num_classes: number of classes.
         source: where the data comes from (package, file path, ...).
+        split: ``all`` (as loaded) or the split it is (``train``, ``validation``, ``attack``;
+            see :mod:`gradleak.data.splits`).
+        indices: for a split, each example's position in the dataset it was cut from.
     """
 
     name: str
@@ -43,6 +46,8 @@ class Dataset:
     labels: torch.Tensor
     num_classes: int
     source: str = ""
+    split: str = "all"
+    indices: torch.Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -90,7 +95,7 @@ def load_dataset(name: str, **options: Any) -> Dataset:
 def sample_batch(
     dataset: Dataset, batch_size: int, *, seed: int, label_mode: str = "random"
 ) -> GroundTruth:
-    """Draw a seeded batch without replacement.
+    """Draw a seeded batch without replacement (the examples at :func:`sample_indices`).
 
     Args:
         dataset: where to draw from.
@@ -98,6 +103,19 @@ def sample_batch(
         seed: every random choice flows from it.
         label_mode: ``random`` (duplicates allowed), ``distinct`` (all labels differ) or
             ``same`` (one label for the whole batch).
+    """
+    idx = sample_indices(dataset, batch_size, seed=seed, label_mode=label_mode)
+    return GroundTruth(dataset.inputs[idx].clone(), dataset.labels[idx].clone())
+
+
+def sample_indices(dataset: Dataset, batch_size: int, *, seed: int, label_mode: str = "random") -> torch.Tensor:
+    """The positions in ``dataset`` of the batch :func:`sample_batch` draws (same arguments).
+
+    Example:
+        >>> from gradleak.data import load_dataset
+        >>> sample_indices(load_dataset("digits"), 3, seed=0).tolist() == sample_indices(
+        ...     load_dataset("digits"), 3, seed=0).tolist()
+        True
     """
     n = len(dataset)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -108,23 +126,22 @@ def sample_batch(
         raise ConfigError(f"label mode must be one of {', '.join(LABEL_MODES)}, got {label_mode!r}")
     gen = torch.Generator().manual_seed(seed)
     if label_mode == "random":
-        idx = torch.randperm(n, generator=gen)[:batch_size]
-    elif label_mode == "distinct":
-        if batch_size > dataset.num_classes:
+        return torch.randperm(n, generator=gen)[:batch_size]
+    if label_mode == "distinct":
+        present = dataset.labels.unique()  # sorted; every class when none is filtered out
+        if batch_size > len(present):
             raise ConfigError(
-                f"distinct labels need batch size <= {dataset.num_classes} classes, got {batch_size}; "
+                f"distinct labels need batch size <= {len(present)} classes, got {batch_size}; "
                 "use --label-mode random"
             )
-        classes = torch.randperm(dataset.num_classes, generator=gen)[:batch_size]
-        idx = torch.stack([_pick(dataset.labels == c, gen, 1, dataset)[0] for c in classes])
-    else:
-        counts = torch.bincount(dataset.labels, minlength=dataset.num_classes)
-        ok = (counts >= batch_size).nonzero().flatten()
-        if len(ok) == 0:
-            raise ConfigError(f"no class of {dataset.name!r} has {batch_size} examples")
-        c = ok[torch.randint(len(ok), (1,), generator=gen)]
-        idx = _pick(dataset.labels == c, gen, batch_size, dataset)
-    return GroundTruth(dataset.inputs[idx].clone(), dataset.labels[idx].clone())
+        classes = present[torch.randperm(len(present), generator=gen)[:batch_size]]
+        return torch.stack([_pick(dataset.labels == c, gen, 1, dataset)[0] for c in classes])
+    counts = torch.bincount(dataset.labels, minlength=dataset.num_classes)
+    ok = (counts >= batch_size).nonzero().flatten()
+    if len(ok) == 0:
+        raise ConfigError(f"no class of {dataset.name!r} has {batch_size} examples")
+    c = ok[torch.randint(len(ok), (1,), generator=gen)]
+    return _pick(dataset.labels == c, gen, batch_size, dataset)
 
 
 def _pick(mask: torch.Tensor, gen: torch.Generator, k: int, dataset: Dataset) -> torch.Tensor:

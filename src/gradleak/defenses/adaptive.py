@@ -1,6 +1,6 @@
 """The adaptive attacker: copy the deterministic part of the client's defenses onto trial gradients.
 
-GGL (Li, Han, Wang, Wang; CVPR 2022; arXiv 2203.15696) attacks a defended update by passing
+GGL (Li, Zhang, Liu, Liu; CVPR 2022; arXiv 2203.15696) attacks a defended update by passing
 its own trial gradient through the same defense before matching, estimating the defense's
 settings from what it observes. :func:`adaptive_transform` rebuilds every defense recorded in
 ``update.defenses`` from its spec and chains their
@@ -20,7 +20,7 @@ Example:
     >>> model = build_model("mlp", shape=(1, 8, 8), num_classes=10, seed=0)
     >>> x, y = torch.rand(1, 1, 8, 8), torch.tensor([3])
     >>> update = create_defense("prune", ratio=0.9)(fedsgd_update(model, x, y))
-    >>> transform = adaptive_transform(model, update)
+    >>> transform = adaptive_transform(model, update)  # re-prunes the trial gradient at 90 %
     >>> trial = transform(trial_gradients(model, x[None], y[None]))
     >>> all(torch.allclose(t[0], o) for t, o in zip(trial, observed_gradient(model, update)))
     True
@@ -30,18 +30,24 @@ from __future__ import annotations
 
 from torch import nn
 
+from gradleak.core.errors import ConfigError
 from gradleak.core.registry import DEFENSES
 from gradleak.core.types import ClientUpdate, GradList, TrialTransform
 from gradleak.defenses.base import parse_spec
 from gradleak.inversion.gradients import observed_gradient
 
+VARIANTS = ("faithful", "observed-mask")
 
-def adaptive_transform(model: nn.Module, update: ClientUpdate) -> TrialTransform | None:
+
+def adaptive_transform(model: nn.Module, update: ClientUpdate, *, variant: str = "faithful") -> TrialTransform | None:
     """The trial-gradient transform mirroring ``update.defenses``, or ``None`` when there is none.
 
     Args:
         model: the attacked model (parameter order and the last linear layer).
         update: the defended update; its ``defenses`` name what the client applied, in order.
+        variant: ``faithful`` (each defense's ``trial_transform``: the papers' adaptive attack) or
+            ``observed-mask`` (a defense's ``observed_mask_transform`` where it has one: the
+            stronger variant for ``prune``/``topk``, which copies the observed zero pattern).
 
     Returns:
         a function ``GradList -> GradList`` on tensors with a leading restart dimension, or
@@ -50,12 +56,16 @@ def adaptive_transform(model: nn.Module, update: ClientUpdate) -> TrialTransform
     Raises:
         UnknownNameError: a recorded defense that is not registered.
     """
+    if variant not in VARIANTS:
+        raise ConfigError(f"adaptive variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     observed = observed_gradient(model, update)
     names = [n for n, _ in model.named_parameters()]
     steps = []
     for spec in update.defenses:
         name, options = parse_spec(spec)
-        step = DEFENSES.create(name, **options).trial_transform(observed, names, model)
+        defense = DEFENSES.create(name, **options)
+        copy = getattr(defense, "observed_mask_transform", None) if variant == "observed-mask" else None
+        step = (copy or defense.trial_transform)(observed, names, model)
         if step is not None:
             steps.append(step)
     if not steps:

@@ -4,8 +4,16 @@ GGL (Li et al., CVPR 2022, arXiv 2203.15696) zeroes, per tensor, the entries who
 is below the p-th percentile of ``|g|`` (p = 90 % in Table 3). Here exactly
 ``round(ratio · numel)`` smallest-magnitude entries are zeroed (ties broken by position), so
 the stated fraction is met exactly. ``topk`` keeps the largest ``1 − ratio`` fraction of
-entries over the whole update (Deep Gradient Compression style). An adaptive attacker
-multiplies its trial gradient by the observed non-zero mask.
+entries over the whole update (Deep Gradient Compression style).
+
+The adaptive attacker's copy (:meth:`Prune.trial_transform`) is GGL's and GIFD's: it prunes
+its *own* trial gradient at the same ratio (GGL's code estimates the ratio from the observed
+share of zeros and prunes each trial tensor at that percentile; here the ratio the client
+recorded is used, which is the same number when no later defense filled the zeros in). The
+stronger variant, multiplying the trial gradient by the *observed* non-zero mask, is not in
+either paper: it is gradleak's, named ``observed-mask`` (:meth:`Prune.observed_mask_transform`,
+``--adaptive observed-mask``); it tells the attacker which entries of the true gradient are
+large, information the papers' attacker does not use.
 
 Example:
     >>> import torch
@@ -64,8 +72,12 @@ class Prune(Defense):
         return update.with_tensors(out, defense=self.spec)
 
     def trial_transform(self, observed: GradList, names: list[str], model: nn.Module) -> TrialTransform:
-        """Multiply by the observed non-zero mask; where a later defense (e.g. noise) filled the
-        zeros in, prune each restart's trial gradient itself at ``ratio``, per tensor."""
+        """GGL's adaptive copy: prune each restart's trial gradient itself at ``ratio``, per tensor."""
+        return repruning_transform(self.ratio, global_k=False)
+
+    def observed_mask_transform(self, observed: GradList, names: list[str], model: nn.Module) -> TrialTransform:
+        """gradleak's stronger variant: multiply by the observed non-zero mask (re-prune when a
+        later defense filled the zeros in)."""
         return pruning_transform(observed, self.ratio, global_k=False)
 
 
@@ -96,12 +108,50 @@ class TopK(Defense):
         return update.with_tensors(out, defense=self.spec)
 
     def trial_transform(self, observed: GradList, names: list[str], model: nn.Module) -> TrialTransform:
-        """As :meth:`Prune.trial_transform`, pruning over the whole trial gradient when filled in."""
+        """As :meth:`Prune.trial_transform`, keeping the top ``1 − ratio`` of the whole trial gradient."""
+        return repruning_transform(self.ratio, global_k=True)
+
+    def observed_mask_transform(self, observed: GradList, names: list[str], model: nn.Module) -> TrialTransform:
+        """As :meth:`Prune.observed_mask_transform`, re-pruning over the whole trial gradient."""
         return pruning_transform(observed, self.ratio, global_k=True)
 
 
+def _batched_keep(flat: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Per row of ``flat`` (R, n): ``False`` on the ``round(ratio·n)`` smallest values (ties by position)."""
+    k = int(round(ratio * flat.shape[1]))
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    if k > 0:
+        keep.scatter_(1, torch.argsort(flat, dim=1, stable=True)[:, :k], False)
+    return keep
+
+
+def repruning_transform(ratio: float, *, global_k: bool) -> TrialTransform:
+    """Prune every restart's trial gradient itself at ``ratio``: per tensor (``prune``) or over
+    the whole gradient (``topk``); gradients flow through the kept entries.
+
+    Example:
+        >>> g = [torch.tensor([[1.0, -3.0, 2.0, 0.5]])]
+        >>> repruning_transform(0.5, global_k=False)(g)[0].tolist()
+        [[0.0, -3.0, 2.0, 0.0]]
+    """
+
+    def prune(grads: GradList) -> GradList:
+        if not global_k:
+            return [g * _batched_keep(g.detach().abs().reshape(g.shape[0], -1), ratio).reshape(g.shape).to(g.dtype)
+                    for g in grads]
+        flat = torch.cat([g.detach().reshape(g.shape[0], -1).abs() for g in grads], dim=1)
+        keep = _batched_keep(flat, ratio)
+        out, start = [], 0
+        for g in grads:
+            size = g[0].numel()
+            out.append(g * keep[:, start:start + size].reshape(g.shape).to(g.dtype))
+            start += size
+        return out
+    return prune
+
+
 def pruning_transform(observed: GradList, ratio: float, *, global_k: bool) -> TrialTransform:
-    """The adaptive copy of ``prune`` (per tensor) or ``topk`` (``global_k``) at ``ratio``."""
+    """The ``observed-mask`` copy of ``prune`` (per tensor) or ``topk`` (``global_k``) at ``ratio``."""
     masks = [(o != 0).to(o.dtype) for o in observed]
     zeros = sum(int((o == 0).sum()) for o in observed) / sum(o.numel() for o in observed)
     filled = zeros < 0.5 * ratio  # a later defense (e.g. noise) filled the zeros in

@@ -8,18 +8,20 @@ weights the server sends:
   split for ``EPOCHS`` epochs, BatchNorm in train mode; the weights (and BN statistics) are
   cached in ``$GRADLEAK_CACHE/models`` under a hash of everything that determines them (model,
   options, seed, dataset, options, a fingerprint of the training data, epochs, optimiser,
-  torch version), so a second run reuses them. Test accuracy is measured on the held-out split.
+  torch version), so a second run reuses them. Its accuracy (``test_accuracy``) is measured
+  on the ``validation`` split.
 * a checkpoint file — safetensors, or ``torch.load(weights_only=True)``, which refuses any
   pickle that asks for code; never an arbitrary pickle. A checkpoint that does not fit the
   model is refused with the first differing keys and shapes.
 
-When the model is trained or loaded, the attacked batch comes from the held-out split.
+Whatever the model state, the attacked batch comes from the dataset's ``attack`` split, which
+shares no image with ``train`` (what models and priors learn from) or ``validation``.
 
 Example:
     >>> from gradleak.experiment.model_state import prepare_model
     >>> model, pool, info = prepare_model("mlp", {}, "digits", {}, seed=0, model_state="trained:1")
-    >>> info["test_accuracy"] > 0.5, len(pool)
-    (True, 359)
+    >>> info["test_accuracy"] > 0.5, pool.split, len(pool)
+    (True, 'attack', 181)
 """
 
 from __future__ import annotations
@@ -43,14 +45,14 @@ from gradleak.core.limits import MAX_EPOCHS
 from gradleak.core.paths import cache_dir
 from gradleak.core.torchfile import check_file, first_line, load_weights_only
 from gradleak.core.types import Progress
-from gradleak.data import Dataset, load_dataset
+from gradleak.data import Dataset
 from gradleak.data.splits import load_splits
 from gradleak.experiment.outputs import write_file
 from gradleak.experiment.user_model import build_named_model, is_user_model, source_digest
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: test accuracy measured on the validation split
 OPTIMISER = {"name": "adam", "lr": 1e-3, "batch_size": 64}
 
 
@@ -146,6 +148,7 @@ def trained_state(model: nn.Module, train: Dataset, test: Dataset, *, epochs: in
                          batch_size=OPTIMISER["batch_size"], progress=progress)
     info = {"state": f"trained:{epochs}", "epochs": epochs, "train_size": len(train),
             "test_size": len(test), "train_loss": losses, "test_accuracy": accuracy(model, test),
+            "accuracy_split": "validation",
             "chance": 1.0 / train.num_classes, "train_seconds": time.perf_counter() - start,
             "cache_key": key}
     try:
@@ -221,36 +224,42 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
 def prepare_model(model_name: str, model_options: Mapping[str, Any], dataset_name: str,
                   dataset_options: Mapping[str, Any], *, seed: int, model_state: str = "untrained",
                   checkpoint: str | Path | None = None,
+                  split: str = "attack",
                   progress: Progress | None = None) -> tuple[nn.Module, Dataset, dict[str, Any] | None]:
     """The model with the requested weights, the data the attacked batch is drawn from, and info.
 
-    Untrained without a checkpoint: the whole dataset, the seeded model, ``None`` (unchanged
-    behaviour). Otherwise the held-out split, and info with the test accuracy. ``model_name`` may
-    be a registered model or ``FILE.py:FACTORY`` (:mod:`~gradleak.experiment.user_model`);
-    ``progress`` follows the training's mini-batches when the model is trained here.
+    The batch always comes from the dataset's ``attack`` split (``split="validation"`` only
+    when choosing hyper-parameters), untrained models included: never from data that trained
+    the model or a prior (:mod:`gradleak.data.splits`). Untrained without a checkpoint: info is
+    ``None``. Otherwise the model is trained on ``train`` (cached) or loaded, and info holds its
+    accuracy on ``validation``. ``model_name`` may be a registered model or ``FILE.py:FACTORY``
+    (:mod:`~gradleak.experiment.user_model`); ``progress`` follows the training's mini-batches
+    when the model is trained here.
     """
+    if split not in ("attack", "validation"):
+        raise ConfigError(f"a scored batch comes from the attack split (or validation, to choose "
+                          f"hyper-parameters), got split {split!r}")
     epochs = parse_model_state(model_state)
     if epochs and checkpoint:
         raise ConfigError("choose either --model-state trained:EPOCHS or --checkpoint FILE, not both")
-    if not epochs and not checkpoint:
-        dataset = load_dataset(dataset_name, **dataset_options)
-        model = build_named_model(model_name, shape=dataset.shape, num_classes=dataset.num_classes, seed=seed,
-                                  options=model_options)
-        return model, dataset, None
-    train, test = load_splits(dataset_name, dataset_options)
-    model = build_named_model(model_name, shape=test.shape, num_classes=test.num_classes, seed=seed,
+    splits = load_splits(dataset_name, dataset_options)
+    train, held = splits.train, splits.validation
+    pool = getattr(splits, split)
+    model = build_named_model(model_name, shape=pool.shape, num_classes=pool.num_classes, seed=seed,
                               options=model_options)
+    if not epochs and not checkpoint:
+        return model, pool, None
     if checkpoint:
         info = load_checkpoint(model, checkpoint)
-        info.update(test_accuracy=accuracy(model, test, limit=2000), test_size=min(2000, len(test)),
-                    chance=1.0 / test.num_classes)
+        info.update(test_accuracy=accuracy(model, held, limit=2000), test_size=min(2000, len(held)),
+                    chance=1.0 / held.num_classes, accuracy_split="validation")
     else:
         options = {k: (str(Path(v).expanduser().resolve()) if k == "data_dir" and v else v)
                    for k, v in dataset_options.items() if k != "split"}
         identity = {"model": model_name, "model_options": dict(model_options), "dataset": dataset_name,
                     **({"model_source": source_digest(model_name)} if is_user_model(model_name) else {}),
-                    "dataset_options": options, "shape": list(test.shape), "classes": test.num_classes}
-        info = trained_state(model, train, test, epochs=epochs, seed=seed, identity=identity, progress=progress)
-    log.info("model %s (%s): test accuracy %.3f (chance %.3f)", model_name, info["state"],
+                    "dataset_options": options, "shape": list(held.shape), "classes": held.num_classes}
+        info = trained_state(model, train, held, epochs=epochs, seed=seed, identity=identity, progress=progress)
+    log.info("model %s (%s): validation accuracy %.3f (chance %.3f)", model_name, info["state"],
              info["test_accuracy"], info["chance"])
-    return model, test, info
+    return model, pool, info

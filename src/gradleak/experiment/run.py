@@ -26,13 +26,15 @@ import torch
 from gradleak.core.results import RunResult
 from gradleak.core.types import GroundTruth, Progress, Reconstruction
 from gradleak.core.version import __version__
-from gradleak.data import Dataset, sample_batch
+from gradleak.data import Dataset, sample_batch, sample_indices
 from gradleak.defenses.adaptive import adaptive_transform
 from gradleak.defenses.pipeline import Defended, client_seed, defend, defense_metrics
+from gradleak.experiment.assumptions import run_assumptions
 from gradleak.experiment.figure import comparison_figure
 from gradleak.experiment.fit import fit_report, fit_warning
 from gradleak.experiment.model_state import prepare_model
 from gradleak.experiment.outputs import RunFolder
+from gradleak.experiment.presets import resolved_hyperparameters
 from gradleak.experiment.runfolder import RUN_FILES, image_grid, json_text, tensor_bytes
 from gradleak.experiment.scenario import Scenario, build_attack
 from gradleak.fl import fedavg_update, fedsgd_update
@@ -76,8 +78,10 @@ def run_scenario(
         client = simulate_client(scenario, training_progress=training_progress)
         defended, dataset, model_info = client.defended, client.dataset, client.model_info
         model, update, truth = defended.model, defended.update, defended.truth
-        transform = adaptive_transform(model, update) if scenario.adaptive else None
-        if transform is not None:
+        transform = None
+        if scenario.adaptive:
+            variant = scenario.adaptive if isinstance(scenario.adaptive, str) else "faithful"
+            transform = adaptive_transform(model, update, variant=variant)
             attack = build_attack(scenario, transform=transform)
         rec = attack.run(model, update, shape=dataset.shape, progress=progress)
         scores = evaluate(rec, truth, with_lpips=lpips)
@@ -88,7 +92,9 @@ def run_scenario(
         result = RunResult(scenario=asdict(scenario), metrics=metrics, per_image=scores["per_image"],
                            matching=list(scores["matching"]), reconstruction=rec, truth=truth,
                            seconds=rec.seconds, out_dir=str(folder.path) if folder is not None else None,
-                           model_state=model_info, fit=fit)
+                           model_state=model_info, fit=fit, split=dataset.split, indices=client.indices,
+                           preset=scenario.attack_preset, hyperparameters=resolved_hyperparameters(attack),
+                           assumptions=run_assumptions(scenario, model, update, rec))
         if folder is not None:
             write_run_folder(folder, result, save_tensor_file=save_tensor_file)
             folder.commit()
@@ -98,11 +104,13 @@ def run_scenario(
 @dataclass
 class ClientSide:
     """What the simulated client did: the defended update (with the model the server knows and the
-    truth behind it), the data it was drawn from, and how the model was trained or loaded."""
+    truth behind it), the data it was drawn from, how the model was trained or loaded, and the
+    batch's positions in the dataset the split was cut from (``None`` when the split has none)."""
 
     defended: Defended
     dataset: Dataset
     model_info: dict[str, Any] | None
+    indices: list[int] | None = None
 
 
 def simulate_client(scenario: Scenario, *, training_progress: Progress | None = None) -> ClientSide:
@@ -110,15 +118,18 @@ def simulate_client(scenario: Scenario, *, training_progress: Progress | None = 
 
     Example:
         >>> side = simulate_client(Scenario(dataset="digits", model="mlp", batch_size=2))
-        >>> side.defended.update.num_examples, side.defended.update.labels.tolist()
-        (2, [6, 5])
+        >>> side.dataset.split, len(side.indices), side.defended.update.num_examples
+        ('attack', 2, 2)
     """
-    # untrained: the whole dataset; trained or a checkpoint: the held-out split (model_info says so)
+    # the batch comes from the attack split (validation only when choosing hyper-parameters),
+    # untrained models included: never from data that trained the model or a prior
     model, dataset, model_info = prepare_model(
         scenario.model, scenario.model_options, scenario.dataset, scenario.dataset_options,
         seed=scenario.seed, model_state=scenario.model_state, checkpoint=scenario.checkpoint,
-        progress=training_progress)
-    truth = sample_batch(dataset, scenario.batch_size, seed=scenario.seed, label_mode=scenario.label_mode)
+        split=scenario.split, progress=training_progress)
+    picked = sample_indices(dataset, scenario.batch_size, seed=scenario.seed, label_mode=scenario.label_mode)
+    truth = GroundTruth(dataset.inputs[picked].clone(), dataset.labels[picked].clone())
+    indices = dataset.indices[picked].tolist() if dataset.indices is not None else None
     model.train(scenario.mode == "train")
     leak, share = scenario.labels == "known", scenario.share_buffers
 
@@ -133,7 +144,7 @@ def simulate_client(scenario: Scenario, *, training_progress: Progress | None = 
                       sample=lambda k: sample_batch(dataset, scenario.batch_size,
                                                     label_mode=scenario.label_mode,
                                                     seed=client_seed(scenario.seed, k)))
-    return ClientSide(defended, dataset, model_info)
+    return ClientSide(defended, dataset, model_info, indices)
 
 
 def reconstruction_png(rec: Reconstruction, truth: GroundTruth | None, matching: list[int] | None) -> bytes:
@@ -188,7 +199,9 @@ def figure_png(result: RunResult) -> bytes:
 def write_run_folder(folder: RunFolder, result: RunResult, *, save_tensor_file: bool = False) -> None:
     """Stage ``config.json``, ``metrics.json``, ``reconstruction.png`` (and tensors) of a run."""
     rec, truth = result.reconstruction, result.truth
-    config = {"scenario": result.scenario, "versions": {
+    config = {"scenario": result.scenario, "split": result.split, "indices": result.indices,
+              "preset": result.preset, "hyperparameters": result.hyperparameters,
+              "assumptions": result.assumptions, "versions": {
         "gradleak": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     folder.write_bytes("config.json", json_text(config).encode())

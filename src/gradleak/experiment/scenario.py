@@ -23,9 +23,11 @@ from gradleak.data import LABEL_MODES
 from gradleak.defenses.base import build_defenses
 from gradleak.defenses.pipeline import check_composition
 from gradleak.experiment.model_state import parse_model_state
+from gradleak.experiment.presets import apply_preset, preset_options
 from gradleak.experiment.user_model import check_model, is_user_model
 
 PROTOCOLS = ("fedsgd", "fedavg")
+ADAPTIVE = (False, True, "faithful", "observed-mask")
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ class Scenario:
         label_mode: ``random`` (duplicates allowed), ``distinct`` or ``same``.
         protocol: ``fedsgd`` (one gradient) or ``fedavg`` (weight delta after local SGD).
         local_lr, local_epochs, local_batch_size, local_steps: FedAvg's local training.
-        labels: ``known`` (labels leak to the server), ``restore`` or a label-method name.
+        labels: ``own`` (the default: the attack's own label step, labels do not leak),
+            ``known`` (labels leak to the server: an upper-bound assumption), ``restore``,
+            ``auto`` or a label-method name.
         mode: ``train`` or ``eval`` for BatchNorm/dropout during the client's pass.
         seed: every random choice (data, model init, noise, attack starts) flows from it.
         defenses: ``NAME:key=value`` specs applied in order to the update.
@@ -47,7 +51,13 @@ class Scenario:
             the attacked batch then comes from the held-out split).
         checkpoint: a ``.safetensors`` / ``torch.save`` state dict to attack (weights only).
         share_buffers: the client also sends its BatchNorm running statistics.
-        adaptive: the attacker copies the defenses' deterministic part onto its trial gradients.
+        adaptive: the attacker copies the defenses' deterministic part onto its trial gradients:
+            ``True`` (or ``"faithful"``: as the papers' adaptive attacks) or ``"observed-mask"``
+            (the stronger variant: multiply by the observed non-zero mask for prune/topk).
+        split: where the scored batch comes from: ``attack`` (always, for reported numbers) or
+            ``validation`` (only to choose hyper-parameters).
+        attack_preset: the attack's hyper-parameter preset (``default``, ``paper``, ``tiny``);
+            ``attack_options`` override single values of it.
     """
 
     attack: str = "ig"
@@ -60,7 +70,7 @@ class Scenario:
     local_epochs: int = 1
     local_batch_size: int | None = None
     local_steps: int | None = None
-    labels: str = "known"
+    labels: str = "own"
     mode: str = "eval"
     seed: int = 0
     defenses: tuple[str, ...] = ()
@@ -70,7 +80,9 @@ class Scenario:
     model_state: str = "untrained"
     checkpoint: str | None = None
     share_buffers: bool = False
-    adaptive: bool = False
+    adaptive: bool | str = False
+    split: str = "attack"
+    attack_preset: str = "default"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` listing every invalid setting (unknown names raise
@@ -113,10 +125,19 @@ class Scenario:
             check_composition(build_defenses(list(self.defenses), seed=self.seed))
         except ConfigError as err:
             problems.append(str(err))
+        if self.adaptive not in ADAPTIVE:
+            problems.append(f"adaptive must be one of true, false, 'faithful', 'observed-mask', got {self.adaptive!r}")
+        if self.split not in ("attack", "validation"):
+            problems.append(f"split must be 'attack' (reported numbers) or 'validation' (choosing "
+                            f"hyper-parameters), got {self.split!r}")
         if self.adaptive and not getattr(attack, "supports_adaptive", False):
             adaptive = [n for n in ATTACKS.names() if getattr(ATTACKS.get(n), "supports_adaptive", False)]
             problems.append(f"attack {self.attack!r} has no adaptive mode (a 'transform' option); "
                             f"use one of {', '.join(adaptive)} or drop --adaptive")
+        try:
+            preset_options(self.attack, self.attack_preset)
+        except ConfigError as err:
+            problems.append(str(err))
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -128,10 +149,12 @@ class Scenario:
 def _type_problems(s: Scenario) -> list[str]:
     """Fields of the wrong type (a scenario built from a dict, a grid or the API)."""
     problems = [f"{name} must be text, got {getattr(s, name)!r}" for name in
-                ("attack", "dataset", "model", "label_mode", "protocol", "labels", "mode", "model_state")
-                if not isinstance(getattr(s, name), str)]
-    problems += [f"{name} must be true or false, got {getattr(s, name)!r}" for name in ("share_buffers", "adaptive")
+                ("attack", "dataset", "model", "label_mode", "protocol", "labels", "mode", "model_state", "split",
+                 "attack_preset") if not isinstance(getattr(s, name), str)]
+    problems += [f"{name} must be true or false, got {getattr(s, name)!r}" for name in ("share_buffers",)
                  if not isinstance(getattr(s, name), bool)]
+    if not isinstance(s.adaptive, (bool, str)):
+        problems.append(f"adaptive must be true, false, 'faithful' or 'observed-mask', got {s.adaptive!r}")
     problems += [f"{name} must be a mapping of options, got {getattr(s, name)!r}" for name in
                  ("attack_options", "model_options", "dataset_options") if not isinstance(getattr(s, name), dict)]
     if not isinstance(s.defenses, tuple) or not all(isinstance(d, str) for d in s.defenses):
@@ -144,25 +167,29 @@ def _type_problems(s: Scenario) -> list[str]:
 
 
 def build_attack(scenario: Scenario, **extra: Any) -> Any:
-    """The attack with the scenario's seed and label setting filled in where it takes them
+    """The attack with the scenario's preset, seed and label setting filled in where it takes them
     (``extra``: options computed at run time, e.g. the adaptive attacker's ``transform``)."""
     return make_attack(scenario.attack, {**scenario.attack_options, **extra}, seed=scenario.seed,
-                       labels=scenario.labels)
+                       labels=scenario.labels, preset=scenario.attack_preset)
 
 
-def make_attack(name: str, options: dict[str, Any], *, seed: int, labels: str | None = None) -> Any:
-    """Build attack ``name`` from ``options``, filling in ``seed`` (and ``labels``) where it takes them.
+def make_attack(name: str, options: dict[str, Any], *, seed: int, labels: str | None = None,
+                preset: str = "default") -> Any:
+    """Build attack ``name`` from ``preset`` overridden by ``options``, filling in ``seed`` (and
+    ``labels``, unless ``own``: the attack's own label step) where it takes them.
 
     Example:
         >>> make_attack("ig", {"steps": 3}, seed=5).seed
         5
+        >>> make_attack("ggl", {}, seed=0, preset="paper").optimizer
+        'cma'
     """
     factory = ATTACKS.get(name)
-    options = dict(options)
+    if labels not in (None, "own") and factory.takes_labels:  # the scenario's labels beat the preset's
+        options = {"labels": labels, **options}
+    options = apply_preset(name, preset, dict(options))
     if factory.takes_seed:
         options.setdefault("seed", seed)
-    if labels is not None and factory.takes_labels:
-        options.setdefault("labels", labels)
     return ATTACKS.create(name, **options)
 
 

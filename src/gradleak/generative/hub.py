@@ -41,6 +41,25 @@ def shipped_generators() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
 
 
+def prior_provenance(name: str) -> dict:
+    """What a shipped prior records about its training: dataset, split, classes, epochs, seed, the
+    number of training images and ``train_fingerprint`` (:func:`gradleak.data.fingerprint.fingerprint`
+    of their hashes), from the weights file's metadata.
+
+    Example:
+        >>> p = prior_provenance("mnist-dcgan")
+        >>> p["dataset"], p["split"], p["train_images"]
+        ('mnist', 'train', 4000)
+    """
+    if name not in shipped_generators():
+        raise UnknownNameError("shipped generator", name, shipped_generators())
+    from safetensors import safe_open
+
+    with safe_open(str(WEIGHTS_DIR / f"{name}.safetensors"), framework="pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta.get("extra", "{}"))
+
+
 def load_generator(source: str | Path | Generator, *, generator: Generator | None = None) -> Generator:
     """A generator in eval mode from a shipped name, a weights file, or an existing instance.
 

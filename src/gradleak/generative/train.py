@@ -129,8 +129,9 @@ def train_prior(
 
     Args:
         dataset: registered dataset of 1×28×28 images (``mnist``).
-        split: ``train`` (the training split of :mod:`gradleak.data.splits`, so the held-out split
-            stays unseen by the prior and can play the client's private data) or ``all``.
+        split: ``train`` (the training split of :mod:`gradleak.data.splits`, so the validation and
+            attack splits stay unseen by the prior) or ``all`` (then the prior has seen attack images:
+            its numbers are not held-out numbers).
         classes: labels to train on (default all); the generator's class ``k`` is ``classes[k]``.
         epochs: passes over the (filtered) data.
         batch_size: mini-batch size.
@@ -149,6 +150,7 @@ def train_prior(
         the trained generator in eval mode.
     """
     from gradleak.data import load_dataset
+    from gradleak.data.fingerprint import fingerprint, image_hashes
     from gradleak.data.splits import load_splits
 
     problems = [p for p in (
@@ -160,7 +162,7 @@ def train_prior(
     if problems:
         raise ConfigError("prior training: " + "; ".join(problems))
     check_seed(seed)
-    data = load_splits(dataset, {})[0] if split == "train" else load_dataset(dataset)
+    data = load_splits(dataset, {}).train if split == "train" else load_dataset(dataset)
     if data.shape != (1, 28, 28):
         raise ConfigError(f"the DCGAN prior makes 1×28×28 images; dataset {dataset!r} has shape "
                           f"{data.shape} (use an attack without a prior, or a dataset like 'mnist')")
@@ -225,6 +227,8 @@ def train_prior(
         recalibrate_batchnorm(avg, gen=torch.Generator().manual_seed(seed + 2))
     final = avg if ema else g.eval()
     if out is not None:
-        save_generator(final, out, extra={"dataset": dataset, "split": split, "epochs": epochs,
-                                        "batch_size": batch_size, "lr": lr, "ema": ema, "seed": seed})
+        save_generator(final, out, extra={"dataset": dataset, "split": split, "classes": list(labels),
+                                        "epochs": epochs, "batch_size": batch_size, "lr": lr, "ema": ema,
+                                        "seed": seed, "train_images": len(x_all),
+                                        "train_fingerprint": fingerprint(image_hashes(x_all))})
     return final

@@ -6,9 +6,12 @@
 * ``llg`` — Wainakh, Ventola, Müßig, Keim, Garcia Cordero, Zimmer, Grube, Kersting, Mühlhäuser,
   *User-Level Label Leakage from Gradients in Federated Learning*, PETS 2022 (arXiv 2105.09369):
   every class with a negative row sum is present; the per-instance impact ``m`` is the sum of
-  the negative row sums divided by ``K``; then, repeatedly, the class with the most negative
-  (already corrected) row sum gets one more instance and ``m`` is subtracted from its row,
-  until ``K`` labels are drawn.
+  the negative row sums divided by ``K``, times ``(1 + 1/C)`` for ``C`` classes (the factor of
+  the official code, tklab-tud/LLG ``Predictor.v1_prediction``; it is not in the paper's
+  text); then, repeatedly, the class with the most negative (already corrected) row sum gets
+  one more instance and ``m`` is subtracted from its row, until ``K`` labels are drawn. Where
+  there are more negative rows than ``K``, only the ``K`` most negative are taken (gradleak's
+  choice: the official code takes them all and returns more than ``K`` labels).
 
 Both need non-negative inputs to the last linear layer (ReLU/sigmoid features) and read the
 update as a gradient (FedAvg deltas become the average gradient).
@@ -67,13 +70,15 @@ def restore_llg(model: nn.Module, update: ClientUpdate, *, shape: Sequence[int])
 def llg_counts(row_sums: torch.Tensor, k: int) -> torch.Tensor:
     """The LLG loop on row sums ``(C,)`` for ``k`` examples; returns sorted labels ``(k,)``.
 
+    The impact is ``(Σ negative row sums / k) · (1 + 1/C)``, as in the official code.
+
     Example:
         >>> llg_counts(torch.tensor([-0.3, 0.1, -0.1, 0.3]), 4).tolist()
         [0, 0, 0, 2]
     """
     r = row_sums.detach().double().clone()
     negative = (r < 0).nonzero().flatten()
-    impact = float(r[negative].sum()) / k if len(negative) else 0.0
+    impact = float(r[negative].sum()) / k * (1 + 1 / len(r)) if len(negative) else 0.0
     counts = torch.zeros(len(r), dtype=torch.long)
     for c in r[negative].argsort()[:k]:  # the most negative first when there are more than k
         idx = negative[c]

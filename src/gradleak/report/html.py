@@ -29,6 +29,7 @@ from gradleak.report.plots import make_plots, png_bytes
 from gradleak.report.stats import (
     METRIC_NAMES,
     REPORT_METRICS,
+    assumptions_cell,
     defense_label,
     fmt,
     fmt_iqr,
@@ -56,6 +57,12 @@ pre{white-space:pre-wrap;font-size:.8rem;margin:0}
 """
 
 
+ASSUMPTIONS_NOTE = ('<p class="note">Assumptions: what the runs assumed the server knows. '
+                    "<b>*</b> marks an upper-bound assumption (known labels, shared BN statistics, "
+                    "eval-mode BN, an untrained model): such a result is a best case for the attacker, "
+                    "not a realistic one.</p>")
+
+
 def _e(value: Any) -> str:
     return html.escape(str(value))
 
@@ -78,10 +85,11 @@ def _table(header: list[str], rows: list[list[str]], left: int = 0) -> str:
 
 def _summary_table(rows: list[dict[str, Any]], keys: list[str]) -> str:
     table = summarise(rows, keys)
-    header = keys + ["runs"] + [f"{METRIC_NAMES[m]} median [IQR]" for m in REPORT_METRICS] + ["seconds"]
+    header = (keys + ["runs"] + [f"{METRIC_NAMES[m]} median [IQR]" for m in REPORT_METRICS]
+              + ["seconds", "assumptions"])
     body = [[fmt(e[k]) for k in keys] + [str(e["n"])] + [fmt_iqr(e[m]) for m in REPORT_METRICS]
-            + [fmt(e["seconds"])] for e in table]
-    return _table(header, body, left=len(keys))
+            + [fmt(e["seconds"]), assumptions_cell(e["assumptions"])] for e in table]
+    return _table(header, body, left=len(keys)) + ASSUMPTIONS_NOTE
 
 
 def _caption(row: dict[str, Any], which: str) -> str:

@@ -119,8 +119,28 @@ def summarise(rows: list[dict[str, Any]], keys: Iterable[str] = SUMMARY_KEYS,
         for m in metrics:
             entry[m] = quantiles(r.get(m) for r in members)
         entry["seconds"] = quantiles(r.get("seconds") for r in members)[0]
+        entry["assumptions"] = group_assumptions(members)
         table.append(entry)
     return table
+
+
+def group_assumptions(rows: list[dict[str, Any]]) -> list[str] | None:
+    """Every assumption any of ``rows`` relied on (``detail.assumptions``), in the canonical order;
+    ``None`` when no row recorded them (a store written before they were recorded)."""
+    from gradleak.experiment.assumptions import ASSUMPTIONS
+
+    recorded = [(r.get("detail") or {}).get("assumptions") for r in rows]
+    if all(a is None for a in recorded):
+        return None
+    found = {a for names in recorded if names for a in names}
+    return [a for a in ASSUMPTIONS if a in found] + sorted(found - set(ASSUMPTIONS))
+
+
+def assumptions_cell(assumptions: list[str] | None) -> str:
+    """A table cell: upper-bound assumptions marked ``*``, ``unrecorded`` for old stores."""
+    from gradleak.experiment.assumptions import mark_assumptions
+
+    return "unrecorded" if assumptions is None else mark_assumptions(assumptions)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -148,5 +168,5 @@ def fmt_iqr(triple: tuple[float, float, float]) -> str:
     return fmt(med) if math.isnan(med) else f"{fmt(med)} [{fmt(q1)}, {fmt(q3)}]"
 
 
-__all__ = ["METRICS", "METRIC_NAMES", "REPORT_METRICS", "defense_label", "defense_strength",
-           "flat_config", "fmt", "fmt_iqr", "group", "quantiles", "summarise", "varying"]
+__all__ = ["METRICS", "METRIC_NAMES", "REPORT_METRICS", "assumptions_cell", "defense_label", "defense_strength",
+           "flat_config", "fmt", "fmt_iqr", "group", "group_assumptions", "quantiles", "summarise", "varying"]

@@ -19,7 +19,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from gradleak.report.stats import METRIC_NAMES, REPORT_METRICS, fmt, summarise, varying
+from gradleak.report.stats import METRIC_NAMES, REPORT_METRICS, assumptions_cell, fmt, summarise, varying
 from gradleak.sweep.store import METRICS, Store
 
 BY = ("summary", "preset", "config", "runs")
@@ -32,14 +32,14 @@ def _summary_rows(rows: list[dict[str, Any]], keys: list[str]) -> tuple[list[str
     header = keys + ["runs"]
     for m in REPORT_METRICS:
         header += [f"{METRIC_NAMES[m]} median", f"{METRIC_NAMES[m]} IQR"]
-    header.append("seconds")
+    header += ["seconds", "assumptions"]
     body = []
     for e in summarise(rows, keys):
         line: list[Any] = [e[k] for k in keys] + [e["n"]]
         for m in REPORT_METRICS:
             med, q1, q3 = e[m]
             line += [med, (q1, q3)]
-        body.append(line + [e["seconds"]])
+        body.append(line + [e["seconds"], assumptions_cell(e["assumptions"])])
     return header, body
 
 
@@ -55,7 +55,7 @@ def _cell_md(value: Any) -> str:
         return f"{fmt(value[0])}–{fmt(value[1])}"
     if isinstance(value, list):
         return ", ".join(map(str, value)) or "none"
-    return fmt(value).replace("|", "\\|").replace("\n", " ")
+    return fmt(value).replace("|", "\\|").replace("*", "\\*").replace("\n", " ")
 
 
 def markdown_table(rows: list[dict[str, Any]], by: str = "summary") -> str:

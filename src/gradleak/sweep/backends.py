@@ -79,7 +79,9 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         losses = rec.loss_history
         result.update(status="done", metrics=run.metrics, seconds=run.seconds,
                       detail={"per_image": run.per_image, "matching": run.matching,
-                              "final_loss": losses[-1] if losses else None, "info": rec.info, "fit": run.fit})
+                              "final_loss": losses[-1] if losses else None, "info": rec.info, "fit": run.fit,
+                              "split": run.split, "indices": run.indices, "preset": run.preset,
+                              "hyperparameters": run.hyperparameters, "assumptions": run.assumptions})
     except Exception as err:  # a failing run is a result to store, not a crash of the sweep
         log.debug("run %s failed", task["key"], exc_info=True)
         result.update(status="failed", error=f"{type(err).__name__}: {err}",

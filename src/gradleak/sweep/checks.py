@@ -132,13 +132,13 @@ def component_problems(scenario: Scenario, memo: dict[str, list[str]]) -> list[s
     checks = {
         "scenario": (lambda: scenario.validate(),
                      [k for k in config if k != "attack_options"]),
-        "attack": (lambda: build_attack(scenario), ["attack", "attack_options", "labels", "seed"]),
+        "attack": (lambda: build_attack(scenario), ["attack", "attack_options", "attack_preset", "labels", "seed"]),
         "dataset": (lambda: DATASETS.get(scenario.dataset), ["dataset"]),
         "model": (lambda: _check_model(scenario), ["model", "model_options", "dataset", "dataset_options"]),
         "defenses": (lambda: check_composition(build_defenses(scenario.defenses, seed=scenario.seed)),
                      ["defenses"]),
     }
-    if scenario.labels not in ("known", "restore", "auto"):
+    if scenario.labels not in ("own", "known", "restore", "auto"):
         checks["labels"] = (lambda: LABEL_METHODS.get(scenario.labels), ["labels"])
     found = []
     for name, (check, keys) in checks.items():

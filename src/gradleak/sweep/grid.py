@@ -11,10 +11,15 @@ A grid file has these tables (all optional)::
 
 An option is any :class:`~gradleak.experiment.Scenario` field or ``gradleak attack`` option, with
 dashes or underscores (``batch-size``, ``steps``, ``restarts``, ``defense``, ``param.tv``,
-``model-option.width``, ``data-dir``, ``norm``). A later layer wins on a key: base < grid <
+``model-option.width``, ``data-dir``, ``norm``, ``attack_preset``, ``split``). A later layer wins on a
+key: base < grid <
 top-level per_attack < preset options < preset grid < the preset's per_attack. In a grid,
 ``defense`` takes specs (``"noise:sigma=0.01"``, ``"none"``) or lists of specs (a chain).
 With presets, the sweep is the union of the presets' expansions.
+
+A ``[presets.NAME]`` table is a named *experiment* (``gradleak sweep --preset NAME`` runs only it);
+the option ``attack_preset`` picks an attack's *hyper-parameter* preset (``default``, ``paper``,
+``tiny``), in any layer; the run's attack options (``steps``, ``per_attack``, ...) override it.
 
 Every problem (syntax, unknown option, wrong type, unknown name, bad value, too many runs) is
 collected and raised at once as one :class:`~gradleak.core.errors.ConfigError` before anything runs.
@@ -133,6 +138,8 @@ def _flatten(table: dict[str, Any], where: str, problems: list[str], *, lists: b
         key = canonical_key(name)
         if key is None:
             why = ("is a per-run CLI flag, not a sweep option" if name.replace("-", "_") in NOT_FOR_SWEEPS
+                   else "is ambiguous in a grid: [presets.NAME] tables name experiments; an attack's "
+                        "hyper-parameter preset is the option attack_preset" if name == "preset"
                    else "is not an option; " + _suggest(name))
             problems.append(f"{where}: {name!r} {why}")
             continue

@@ -31,7 +31,7 @@ def lenet() -> torch.nn.Module:
 def digit() -> tuple[torch.Tensor, torch.Tensor]:
     from gradleak.data.splits import load_splits
 
-    _, test = load_splits("mnist", {})
+    test = load_splits("mnist", {}).attack
     return test.inputs[:1], test.labels[:1]
 
 

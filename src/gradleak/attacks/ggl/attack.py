@@ -9,10 +9,29 @@ layer (iDLG for one sample, a batch label method otherwise) or known labels.
 
 Objective (the paper's best setting, its Table 1): search the latent ``z`` of the generator,
 ``min_z ‖T(∇θ L(G(z, ŷ), ŷ)) − g*‖² / #tensors + λ · KL(z)``, with ``KL = −½(1 + log σ² − μ² − σ²)``
-over the entries of each latent (λ = 0.1), or the cosine distance. Optimisers: ``cma`` (CMA-ES via
-nevergrad; ``steps`` rounds × ``population`` candidates, each round one batched forward/backward),
+over the entries of each latent (λ = 0.1), or the cosine distance. Optimisers: ``cma`` (CMA-ES;
+``steps`` generations × ``population`` candidates, each generation one batched forward/backward),
 ``bo`` (TuRBO-1 trust-region BO, as the paper's code; ``steps`` evaluations in batches), ``adam``
 (signed Adam on ``z``, ``steps`` iterations, restarts batched). Restarts keep the lowest loss.
+``evaluations`` sets the budget in loss evaluations instead of ``steps`` (one evaluation = one
+trial gradient of one candidate), so methods can be compared at equal budgets.
+
+What is the paper's and what is ours. The objective, the KL weight, the label rule (iDLG), the
+TuRBO settings and the adaptive copies of the defenses are the paper's [PAPER/CODE]. The paper's
+code (zhuohangli/GGL ``NGReconstructor``) drives nevergrad's ``CMA`` without setting its
+population, i.e. nevergrad's default ``4 + ⌊3 ln d⌋`` (18 for one 128-d latent), asking 50
+candidates per round for 800 rounds ("800 updates", Table 2): 40 000 evaluations [CODE+PAPER].
+gradleak's ``population=None`` is that default; the default ``steps`` (800 generations of that
+population, 14 400 evaluations) is ours, and so are the batched ask/tell of a whole population
+(``backend="pycma"``, nevergrad's engine) and restarts.
+
+Presets: ``paper`` is the CMA-ES setting of the defence experiments (Table 3) with the sources
+in ``paper_sources``: cma [PAPER], 40 000 evaluations [PAPER 800 updates × CODE 50 samples],
+population = nevergrad's default [CODE], λ = 0.1 [CODE], l2 distance [PAPER Table 1], TuRBO's
+256 initial points in batches of 10 [CODE]; one restart is a [GUESS] (the paper's ``n_trials``
+for Table 3 is not stated). Labels are the attack's own step in every preset (iDLG for one
+example, as the paper's code).
+``default`` keeps these except the budget (800 generations); it was not tuned on any split.
 
 Example:
     >>> import torch
@@ -49,7 +68,17 @@ from gradleak.inversion.optimize import best_restart, optimise_inputs
 from gradleak.labels.resolve import resolve_labels
 from gradleak.models.layers import last_linear
 
-OPTIMIZERS = {"cma": 800, "bo": 1000, "adam": 2500}  # default steps (the paper's Table 2)
+OPTIMIZERS = {"cma": 800, "bo": 1000, "adam": 2500}  # default steps (the paper's Table 2 "updates")
+
+
+def default_population(dim: int) -> int:
+    """nevergrad's (and pycma's) default CMA-ES population in ``dim`` dimensions: ``4 + ⌊3 ln d⌋``.
+
+    Example:
+        >>> default_population(128)
+        18
+    """
+    return 4 + int(3 * math.log(dim))
 
 
 def latent_kl(z: torch.Tensor) -> torch.Tensor:
@@ -73,8 +102,12 @@ class GGL(Attack):
     Args:
         generator: a shipped prior name (``mnist-dcgan``), a weights file, or a Generator.
         optimizer: ``cma`` (CMA-ES), ``bo`` (TuRBO-1 Bayesian optimisation) or ``adam``.
-        steps: CMA rounds, BO evaluations or Adam iterations (default 800 / 1000 / 2500).
-        population: CMA-ES candidates per round (the paper: 50).
+        steps: CMA generations, BO evaluations or Adam iterations (default 800 / 1000 / 2500).
+        evaluations: the budget in loss evaluations instead, a cap over all restarts (cma:
+            ``⌊evaluations / population⌋`` generations; bo: ``evaluations``; adam:
+            ``⌊evaluations / restarts⌋`` steps).
+        population: CMA-ES candidates per generation (``None``: nevergrad's default
+            ``4 + ⌊3 ln d⌋``, 18 for one 128-d latent, as the paper's code).
         bo_batch: BO evaluations per batch; bo_init: Latin-hypercube points per BO restart.
         lr: Adam learning rate on the latent.
         kl: weight λ of the KL regulariser (the paper: 0.1).
@@ -89,7 +122,20 @@ class GGL(Attack):
     """
 
     name = "ggl"
-    presets = {"tiny": {"optimizer": "adam", "steps": 2}}
+    presets = {"tiny": {"optimizer": "adam", "steps": 2},
+               "paper": {"optimizer": "cma", "evaluations": 40000, "population": None, "kl": 0.1,
+                         "distance": "l2", "restarts": 1, "bo_init": 256, "bo_batch": 10}}
+    paper_sources = {
+        "optimizer": "[PAPER] CMA-ES is the optimiser of the defence experiments (Table 3)",
+        "evaluations": "[PAPER] 800 updates (Table 2) x [CODE] num_samples=50 per round (NGReconstructor)",
+        "population": "[CODE] not set: nevergrad's CMA default 4+floor(3 ln d) = 18 in 128-d",
+        "kl": "[CODE] 0.1 (celeba32_wgan-gp.py)",
+        "distance": "[PAPER] squared l2 / #tensors (Table 1, D1)",
+        "restarts": "[GUESS] one run; n_trials for Table 3 not stated",
+        "bo_init": "[CODE] Turbo1 n_init=256",
+        "bo_batch": "[CODE] Turbo1 batch_size=10",
+    }
+    default_tuned_on = "not tuned on any split (the paper's objective, 800 CMA generations)"
     needs_labels = True
     takes_labels = True
     needs_prior = True
@@ -97,7 +143,8 @@ class GGL(Attack):
     progress_unit = "search steps"
 
     def __init__(self, *, generator: str | Generator = "mnist-dcgan", optimizer: str = "cma",
-                 steps: int | None = None, population: int = 50, bo_batch: int = 10, bo_init: int = 256,
+                 steps: int | None = None, evaluations: int | None = None, population: int | None = None,
+                 bo_batch: int = 10, bo_init: int = 256,
                  lr: float = 0.1, kl: float = 0.1, distance: str = "l2", restarts: int = 1,
                  labels: str = "auto", seed: int = 0, transform: TrialTransform | None = None,
                  backend: str = "pycma") -> None:
@@ -108,8 +155,10 @@ class GGL(Attack):
             problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         if steps is not None and steps < 1:
             problems.append(f"steps must be >= 1, got {steps}")
-        if min(population, bo_batch, bo_init, restarts) < 1 or (optimizer == "cma" and population < 2):
-            problems.append("population (>= 2), bo_batch, bo_init and restarts must be positive")
+        if evaluations is not None and evaluations < 1:
+            problems.append(f"evaluations must be >= 1, got {evaluations}")
+        if min(bo_batch, bo_init, restarts) < 1 or (population is not None and population < 2):
+            problems.append("population (>= 2 or None), bo_batch, bo_init and restarts must be positive")
         if not lr > 0 or kl < 0:
             problems.append(f"lr must be > 0 and kl >= 0, got lr={lr}, kl={kl}")
         if distance not in ("l2", "cosine"):
@@ -118,6 +167,7 @@ class GGL(Attack):
             raise ConfigError("ggl: " + "; ".join(problems))
         self.generator, self.optimizer = generator, optimizer
         self.steps = steps if steps is not None else OPTIMIZERS[optimizer]
+        self.evaluations = evaluations
         self.population, self.bo_batch, self.bo_init, self.lr = population, bo_batch, bo_init, lr
         self.kl, self.distance, self.restarts = kl, distance, restarts
         self.labels, self.seed, self.transform, self.backend = labels, seed, transform, backend
@@ -150,28 +200,39 @@ class GGL(Attack):
         labels, how = resolve_labels(model, update, self.labels, shape=shape)
         loss = self.objective(model, generator, target, labels, shape)
         b, d = update.num_examples, generator.latent_dim
+        population = self.population or default_population(b * d)
+        steps = self._steps(population)
         if self.optimizer == "adam":
             z0 = torch.randn((self.restarts, b, d), generator=attack_generator(self.seed))
-            z, hist = optimise_inputs(loss, z0, steps=self.steps, lr=self.lr, signed=True, box=None,
+            z, hist = optimise_inputs(loss, z0, steps=steps, lr=self.lr, signed=True, box=None,
                                       progress=progress)
             best, final = best_restart(loss, z)
-            z_best, history, evals = z[best], hist[best], self.steps * self.restarts
+            z_best, history, evals = z[best], hist[best], steps * self.restarts
         else:
-            runs = [self._search(loss, b, d, self.seed + 1000 * r, progress) for r in range(self.restarts)]
+            runs = [self._search(loss, b, d, self.seed + 1000 * r, steps, population, progress)
+                    for r in range(self.restarts)]
             best = min(range(len(runs)), key=lambda r: runs[r][1])
             z_best, final, history = runs[best]
-            per_step = self.population if self.optimizer == "cma" else 1
-            evals = self.steps * per_step * self.restarts
+            per_step = population if self.optimizer == "cma" else 1
+            evals = steps * per_step * self.restarts
         with torch.no_grad():
             x = generator(z_best.reshape(b, d), generator.label_to_class(labels))
         return Reconstruction(x.reshape(b, *shape), labels, history,
                               info={"labels_from": how, "optimizer": self.optimizer, "best_restart": best,
-                                    "final_loss": final, "evaluations": evals,
+                                    "final_loss": final, "evaluations": evals, "steps": steps,
+                                    "population": population if self.optimizer == "cma" else None,
                                     "generator": self.generator if isinstance(self.generator, str)
                                     else type(self.generator).__name__})
 
-    def _search(self, loss: Callable[[torch.Tensor], torch.Tensor], b: int, d: int, seed: int,
-                progress: Progress | None) -> tuple[torch.Tensor, float, list[float]]:
+    def _steps(self, population: int) -> int:
+        """Generations (cma), evaluations (bo) or steps per restart (adam) for the budget."""
+        if self.evaluations is None:
+            return self.steps
+        per_step = population if self.optimizer == "cma" else 1
+        return max(1, self.evaluations // (per_step * self.restarts))  # the budget is a cap
+
+    def _search(self, loss: Callable[[torch.Tensor], torch.Tensor], b: int, d: int, seed: int, steps: int,
+                population: int, progress: Progress | None) -> tuple[torch.Tensor, float, list[float]]:
         """One gradient-free run (CMA-ES or TuRBO); returns the best latent, its loss and history."""
 
         def batch_loss(flat: torch.Tensor) -> torch.Tensor:
@@ -179,27 +240,27 @@ class GGL(Attack):
                 return loss(flat.reshape(-1, b, d)).detach()
 
         if self.optimizer == "bo":
-            z, f, hist = turbo_minimise(batch_loss, b * d, lb=-2.0, ub=2.0, max_evals=self.steps,
-                                        n_init=self.bo_init, batch_size=self.bo_batch, seed=seed,
+            z, f, hist = turbo_minimise(batch_loss, b * d, lb=-2.0, ub=2.0, max_evals=steps,
+                                        n_init=min(self.bo_init, steps), batch_size=self.bo_batch, seed=seed,
                                         progress=progress)
             return z.reshape(b, d), f, hist
         ng = import_nevergrad()
         if self.backend == "nevergrad":
             param = ng.p.Array(init=np.zeros(b * d))
             param.random_state = np.random.RandomState(seed)
-            opt = ng.optimizers.ParametrizedCMA(popsize=self.population)(
-                parametrization=param, budget=self.steps * self.population, num_workers=self.population)
+            opt = ng.optimizers.ParametrizedCMA(popsize=population)(
+                parametrization=param, budget=steps * population, num_workers=population)
         else:
             try:
                 import cma  # pycma: nevergrad's CMA-ES engine, installed with it
             except ImportError:
                 raise MissingDependencyError("cma", "generative") from None
-            es = cma.CMAEvolutionStrategy(np.zeros(b * d), 1.0, {"popsize": self.population,
+            es = cma.CMAEvolutionStrategy(np.zeros(b * d), 1.0, {"popsize": population,
                                                                 "seed": seed + 1, "verbose": -9})
         best_z, best_f, hist = torch.zeros(b * d), math.inf, []
-        for step in range(self.steps):
+        for step in range(steps):
             if self.backend == "nevergrad":
-                cands = [opt.ask() for _ in range(self.population)]
+                cands = [opt.ask() for _ in range(population)]
                 flat = torch.as_tensor(np.stack([c.value for c in cands]), dtype=torch.float32)
             else:
                 cands = es.ask()
@@ -215,7 +276,7 @@ class GGL(Attack):
                 best_z, best_f = flat[i], float(values[i])
             hist.append(best_f)
             if progress is not None:
-                progress(step + 1, self.steps, best_f)
+                progress(step + 1, steps, best_f)
         mean = opt.provide_recommendation().value if self.backend == "nevergrad" else es.mean
         rec = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
         rec_f = float(batch_loss(rec[None]))

@@ -3,9 +3,11 @@
 A conditional generator trained on other classes than the FL task's (digits 0–4 for a task on
 5–9; digits for a face task) has no class that *is* the task label. The extended GIFD
 (Fang et al., arXiv 2604.00955, "Enhancing Gradient Inversion Attacks in Federated Learning via
-Hierarchical Feature Optimization") maps each task label to a generator class. Here the server
-picks, for each restored task label, the generator class whose short latent search matches the
-observed gradient best (lowest gradient loss); the attack supplies that search as ``score``.
+Hierarchical Feature Optimization") says in its abstract that it maps task labels to generator
+classes; its method was not available to us, and the released ICCV code has no mapping at all.
+**The mapping below is gradleak's own design**, not the paper's: for each restored task label
+the server picks the generator class whose short latent search matches the observed gradient
+best (lowest gradient loss); the attack supplies that search as ``score``.
 
 Modes (``label_map``):
 
