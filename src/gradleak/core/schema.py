@@ -151,8 +151,10 @@ def _conform(value: Any, hint: Any, coerce: bool) -> tuple[bool, Any]:
     if hint is Any or hint is inspect.Parameter.empty:
         return True, value
     if origin in (typing.Union, types.UnionType):
-        if value is None or (coerce and isinstance(value, str) and value.lower() == "none"):
+        if value is None:
             return type(None) in args, None
+        if coerce and isinstance(value, str) and value.lower() == "none" and type(None) in args:
+            return True, None  # 'none' is text where None is not allowed (gifd's label_map="none")
         for strict in (False, True) if coerce else (False,):
             for a in args:
                 ok, out = _conform(value, a, strict)
