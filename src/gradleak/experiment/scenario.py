@@ -20,6 +20,7 @@ from gradleak.core.schema import check_options
 from gradleak.core.types import LocalTraining
 from gradleak.core.validate import int_problem
 from gradleak.data import LABEL_MODES
+from gradleak.data.splits import SPLIT_OPTIONS
 from gradleak.defenses.base import build_defenses
 from gradleak.defenses.pipeline import check_composition
 from gradleak.experiment.model_state import parse_model_state
@@ -106,7 +107,8 @@ class Scenario:
         if self.mode not in ("train", "eval"):
             problems.append(f"mode must be 'train' or 'eval', got {self.mode!r}")
         for check in (lambda: check_seed(self.seed), self.local_training, model_check,
-                      lambda: check_options(dataset, self.dataset_options, f"dataset {self.dataset!r}")):
+                      lambda: check_options(dataset, {k: v for k, v in self.dataset_options.items()
+                                                      if k not in SPLIT_OPTIONS}, f"dataset {self.dataset!r}")):
             try:
                 check()
             except ConfigError as err:
