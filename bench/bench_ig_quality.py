@@ -3,9 +3,10 @@
 Usage:
     python bench/bench_ig_quality.py --baseline-src /path/to/main/src   # writes docs/results/ig_quality.md
     python bench/bench_ig_quality.py --seeds 0-4 --steps 1000           # the defaults
-    python bench/bench_ig_quality.py --json-only                        # numbers of the importable gradleak
+    python bench/bench_ig_quality.py --json-only BATCHES.json           # numbers of the importable gradleak
 
-Scenario: ``ig`` on the untrained ``convnet`` (seed = the run's seed), embedded MNIST, FedSGD, labels
+Scenario: ``ig`` on the untrained ``convnet`` (seed = the run's seed), embedded MNIST (the batch from
+the ``attack`` split, chosen in this process and handed to the baseline by index), FedSGD, labels
 known, batch sizes 1 and 4, 1000 steps, one torch thread. This tree runs twice: ``keep=best`` (the
 lowest-loss iterate, the default) and ``keep=last`` (the final iterate, what the loop returned
 before); the baseline tree (e.g. ``git worktree add /tmp/base main``) runs in a subprocess with its
@@ -23,6 +24,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -35,17 +37,38 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(int(lo), int(hi or lo) + 1))
 
 
-def measure(seeds: list[int], steps: int, batch_sizes: list[int], keep: str | None) -> dict[str, list[float]]:
-    """PSNR per seed for every batch size (``keep=None``: the tree's default, for trees without ``keep``)."""
-    from gradleak.experiment import Scenario, run_scenario
+def attack_batches(seeds: list[int], batch_sizes: list[int]) -> dict[str, list[list[int]]]:
+    """Per batch size, per seed: the positions in the whole MNIST set of the batch a run with that
+    seed attacks (drawn from the ``attack`` split, as ``run_scenario`` draws it)."""
+    from gradleak.data import load_split, sample_indices
 
+    ds = load_split("mnist", {}, "attack")
+    return {str(b): [ds.indices[sample_indices(ds, b, seed=s)].tolist() for s in seeds] for b in batch_sizes}
+
+
+def measure(seeds: list[int], steps: int, batches: dict[str, list[list[int]]],
+            keep: str | None) -> dict[str, list[float]]:
+    """PSNR per seed for every batch size (``keep=None``: the tree's default, for trees without ``keep``).
+
+    Only calls that exist in every tree compared (``load_dataset``, ``build_model``, ``fedsgd_update``,
+    ``create_attack``, ``evaluate``), doing what ``run_scenario`` does for this scenario (eval mode,
+    labels leaked and known, the run's seed for the model and the attack), on the same images.
+    """
+    from gradleak import build_model, create_attack, evaluate, fedsgd_update, load_dataset
+    from gradleak.core.types import GroundTruth
+
+    ds = load_dataset("mnist")
     options = {"steps": steps} if keep is None else {"steps": steps, "keep": keep}
     out = {}
-    for b in batch_sizes:
-        out[str(b)] = [run_scenario(Scenario(attack="ig", dataset="mnist", model="convnet", batch_size=b, seed=s,
-                                             labels="known", attack_options=dict(options))).metrics["psnr"]
-                       for s in seeds]
-        print(f"  b={b} keep={keep}: {[round(p, 2) for p in out[str(b)]]}", file=sys.stderr, flush=True)
+    for b, per_seed in batches.items():
+        out[b] = []
+        for s, idx in zip(seeds, per_seed):
+            x, y = ds.inputs[idx].clone(), ds.labels[idx].clone()
+            model = build_model("convnet", shape=ds.shape, num_classes=ds.num_classes, seed=s).eval()
+            update = fedsgd_update(model, x, y, labels_leak=True)
+            rec = create_attack("ig", seed=s, labels="known", **options).run(model, update, shape=ds.shape)
+            out[b].append(float(evaluate(rec, GroundTruth(x, y))["psnr"]))
+        print(f"  b={b} keep={keep}: {[round(p, 2) for p in out[b]]}", file=sys.stderr, flush=True)
     return out
 
 
@@ -62,22 +85,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-sizes", default="1,4")
     parser.add_argument("--baseline-src", default=None, help="the src/ folder of the tree to compare with")
-    parser.add_argument("--json-only", action="store_true", help="print this tree's default numbers as JSON")
+    parser.add_argument("--json-only", default=None, help="a JSON file of batches: print this tree's default "
+                        "numbers on them as JSON (the baseline's subprocess)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds, sizes = parse_seeds(args.seeds), [int(b) for b in args.batch_sizes.split(",")]
     if args.json_only:
-        print(json.dumps(measure(seeds, args.steps, sizes, None)))
+        print(json.dumps(measure(seeds, args.steps, json.loads(Path(args.json_only).read_text()), None)))
         return
+    batches = attack_batches(seeds, sizes)
     rows = {}
     if args.baseline_src:
         env = {**os.environ, "PYTHONPATH": str(Path(args.baseline_src).resolve())}
-        cmd = [sys.executable, __file__, "--json-only", "--seeds", args.seeds, "--steps", str(args.steps),
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(batches, f)
+        cmd = [sys.executable, __file__, "--json-only", f.name, "--seeds", args.seeds, "--steps", str(args.steps),
                "--batch-sizes", args.batch_sizes]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        try:
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        finally:
+            os.unlink(f.name)
         rows["baseline (last iterate)"] = json.loads(done.stdout.strip().splitlines()[-1])
-    rows["this tree, keep=best (default)"] = measure(seeds, args.steps, sizes, "best")
-    rows["this tree, keep=last"] = measure(seeds, args.steps, sizes, "last")
+    rows["this tree, keep=best (default)"] = measure(seeds, args.steps, batches, "best")
+    rows["this tree, keep=last"] = measure(seeds, args.steps, batches, "last")
     lines = [
         "# IG quality: the lowest-loss iterate against the last one",
         "",
@@ -86,8 +116,9 @@ def main() -> None:
         f"{platform.machine()}, Python {platform.python_version()}). This tree: {revision('src')}; baseline: "
         f"{args.baseline_src or 'none'}{f' at {revision(args.baseline_src)}' if args.baseline_src else ''}.",
         "",
-        f"`ig` on the untrained `convnet`, embedded MNIST (all 5000 digits; the batch is drawn with the run's "
-        f"seed), FedSGD, labels known, {args.steps} steps, seeds {args.seeds}, default options otherwise.",
+        f"`ig` on the untrained `convnet` (seed = the run's seed), embedded MNIST, the batch drawn with the "
+        f"run's seed from the `attack` split (the same images for both trees), FedSGD, labels known, eval mode, "
+        f"{args.steps} steps, seeds {args.seeds}, default options otherwise.",
         "PSNR in dB after Hungarian matching.",
         "",
         "| b | code | median PSNR | per seed |",
@@ -100,6 +131,13 @@ def main() -> None:
             median = statistics.median(psnrs)
             summary[f"{name} b={b}"] = round(median, 2)
             lines.append(f"| {b} | {name} | **{median:.2f}** | {', '.join(f'{p:.1f}' for p in psnrs)} |")
+    if args.baseline_src:
+        base, best = "baseline (last iterate)", "this tree, keep=best (default)"
+        diffs = ", ".join(f"b={b}: {summary[f'{best} b={b}'] - summary[f'{base} b={b}']:+.2f} dB" for b in sizes)
+        lines += ["", f"keep=best (default) against the baseline, median: {diffs}.", "",
+                  "Earlier claim, replaced by this table: commit 776db1e measured on images drawn from all "
+                  "5000 MNIST digits (not the attack split), baseline 37.69 vs keep=best 37.94 dB at b=1 and "
+                  "25.52 vs 27.97 dB at b=4."]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

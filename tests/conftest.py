@@ -32,3 +32,21 @@ def mnist():
     from gradleak.data import load_dataset
 
     return load_dataset("mnist")
+
+
+@pytest.fixture(autouse=True)
+def _crash_handler_is_a_failure(request, monkeypatch):
+    """Reaching the CLI's last line of defence (an unexpected exception) fails the test: it is a bug.
+
+    A test of the handler itself opts out with ``@pytest.mark.crash_handler``.
+    """
+    if request.node.get_closest_marker("crash_handler"):
+        return
+    import importlib
+
+    cli_main = importlib.import_module("gradleak.cli.main")  # the module (gradleak.cli.main is also a function)
+
+    def fail(err: BaseException) -> int:
+        pytest.fail(f"the CLI's crash handler was reached (a bug): {type(err).__name__}: {err}")
+
+    monkeypatch.setattr(cli_main, "report_crash", fail)

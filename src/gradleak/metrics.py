@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gradleak.core.errors import ConfigError
 from gradleak.core.types import GroundTruth, Reconstruction
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,15 @@ def evaluate(rec: Reconstruction, truth: GroundTruth, *, with_lpips: bool = Fals
     Per-image values are averaged; ``psnr`` is the mean of per-image PSNRs (capped at 200 dB
     so that exact images stay finite in JSON), ``per_image`` lists them.
     """
-    if rec.inputs.shape != truth.inputs.shape:
-        raise ValueError(f"reconstruction shape {tuple(rec.inputs.shape)} != truth {tuple(truth.inputs.shape)}")
+    if not isinstance(rec, Reconstruction) or not isinstance(truth, GroundTruth):
+        raise ConfigError(f"evaluate(rec, truth) takes a Reconstruction and a GroundTruth, got "
+                          f"{type(rec).__name__} and {type(truth).__name__}")
+    if not isinstance(rec.inputs, torch.Tensor) or rec.inputs.shape != truth.inputs.shape:
+        got = tuple(rec.inputs.shape) if isinstance(rec.inputs, torch.Tensor) else type(rec.inputs).__name__
+        raise ConfigError(f"reconstruction shape {got} does not match the truth's shape "
+                          f"{tuple(truth.inputs.shape)}; score a reconstruction of the same batch")
+    if rec.labels is not None and (not isinstance(rec.labels, torch.Tensor) or rec.labels.dim() != 1):
+        raise ConfigError("reconstruction labels must be a 1-D tensor or None")
     # scoring runs on the CPU (scipy's matching and scikit-image's SSIM read NumPy arrays)
     rec = Reconstruction(rec.inputs.detach().cpu(), None if rec.labels is None else rec.labels.cpu())
     truth = GroundTruth(truth.inputs.detach().cpu(), truth.labels.cpu())

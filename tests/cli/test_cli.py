@@ -69,10 +69,27 @@ def test_existing_out_dir_refused_unless_overwrite(tmp_path, capsys):
     out_dir = tmp_path / "run"
     out_dir.mkdir()
     (out_dir / "notes.txt").write_text("mine")
+    (out_dir / "config.json").write_text('{"my": "config"}')
     code, _, err = run(capsys, "attack", "ig", *FAST, "--out", str(out_dir))
     assert code == 2 and "already exists" in err
-    code, _, _ = run(capsys, "attack", "ig", *FAST, "--out", str(out_dir), "--overwrite")
+    code, _, err = run(capsys, "attack", "ig", *FAST, "--out", str(out_dir), "--overwrite")
+    assert code == 2 and "not a gradleak run folder" in err and err.count("\n") == 1
+    assert (out_dir / "notes.txt").read_text() == "mine"
+    assert (out_dir / "config.json").read_text() == '{"my": "config"}'
+    assert sorted(p.name for p in out_dir.iterdir()) == ["config.json", "notes.txt"]
+
+
+def test_overwrite_replaces_only_gradleaks_own_files(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    assert run(capsys, "attack", "ig", *FAST, "--out", str(out_dir), "--save-tensors")[0] == 0
+    (out_dir / "notes.txt").write_text("mine")
+    first = (out_dir / "config.json").read_text()
+    code, _, _ = run(capsys, "attack", "ig", *FAST, "--seed", "1", "--out", str(out_dir), "--overwrite")
     assert code == 0 and (out_dir / "notes.txt").read_text() == "mine"
+    assert (out_dir / "config.json").read_text() != first
+    assert not (out_dir / "tensors.safetensors").exists()  # the earlier run's file, not rewritten: removed
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        ".gradleak-run", "config.json", "metrics.json", "notes.txt", "reconstruction.png"]
 
 
 def _saved_update(tmp_path, corrupt: str | None = None):
@@ -143,3 +160,30 @@ def test_saved_update_uses_the_checkpoint(tmp_path, capsys):
             "--out", str(tmp_path / "r")]
     code, _, err = run(capsys, *argv)
     assert code == 2 and "checkpoint" in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.crash_handler
+def test_an_unexpected_error_is_reported_as_a_bug_with_its_traceback_saved(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    cli_main = importlib.import_module("gradleak.cli.main")
+    monkeypatch.setenv("GRADLEAK_CACHE", str(tmp_path / "cache"))
+
+    def broken(args):
+        raise RuntimeError("an internal slip\nsecond line")
+
+    monkeypatch.setitem(cli_main.COMMANDS, "list", broken)
+    code, out, err = run(capsys, "list")
+    assert code == 1 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert "a bug in gradleak" in err and "RuntimeError: an internal slip" in err
+    saved = list((tmp_path / "cache" / "crash").iterdir())
+    assert len(saved) == 1 and str(saved[0]) in err
+    text = saved[0].read_text()
+    assert "Traceback (most recent call last)" in text and "in broken" in text
+
+
+def test_a_flag_and_a_pair_setting_the_same_option_are_refused(capsys):
+    code, _, err = run(capsys, "attack", "ig", *FAST, "-p", "steps=3")
+    assert code == 2 and "steps is set twice: --steps 5 and -p steps=3" in err
+    code, _, err = run(capsys, "attack", "ig", "--model-option", "width=3", "--model-option", "width=4")
+    assert code == 2 and "width is given twice" in err

@@ -283,3 +283,12 @@ def test_datasets_command(tmp_path, capsys, cache):
     assert rows["natural32"]["shape"] == [3, 32, 32] and rows["natural32"]["size"] == 3000
     assert rows["digits"]["size"] == 1797 and rows["faces"]["classes"] == 2
     assert rows["imagefolder"]["size"] == 4 and rows["cifar10"]["source"].startswith("error")
+
+
+@pytest.mark.parametrize("name", ["digits", "faces"])
+def test_declared_shape_and_classes_match_the_data(name):
+    from gradleak.core.registry import DATASETS
+    from gradleak.data import load_dataset
+
+    ds, factory = load_dataset(name), DATASETS.get(name)
+    assert (tuple(ds.shape), ds.num_classes) == (factory.shape, factory.classes)

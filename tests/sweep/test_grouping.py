@@ -47,7 +47,7 @@ def test_a_broken_run_fails_alone_in_its_group(tmp_path):
     # distinct labels cannot fill a batch of 12 from 10 classes: that run fails, its group-mates do not
     grid = parse_grid(GRID.format(second="distinct").replace("batch_size = 2", "batch_size = 12"))
     counts = run_sweep(grid, tmp_path / "r.sqlite", workers=0)
-    assert counts == {"total": 6, "skipped": 0, "done": 3, "failed": 3}
+    assert counts == {"total": 6, "skipped": 0, "done": 3, "failed": 3, "unstored": 0}
 
 
 def test_units_carry_the_device_and_ray_asks_for_gpus():

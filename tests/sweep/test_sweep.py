@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import gradleak
 from gradleak.cli import main
 from gradleak.core.errors import ConfigError
 from gradleak.experiment import Scenario
@@ -132,13 +134,13 @@ def test_failed_runs_are_stored_and_retried_only_when_asked(tmp_path):
     grid = parse_grid(TINY.format(steps=2, seeds=[0]) + 'checkpoint = ["none", "/no/such/weights.pt"]\n')
     db = tmp_path / "r.sqlite"
     first = run_sweep(grid, db, workers=0)
-    assert first == {"total": 4, "skipped": 0, "done": 2, "failed": 2}
+    assert first == {"total": 4, "skipped": 0, "done": 2, "failed": 2, "unstored": 0}
     with Store(db, readonly=True) as store:
         failed = store.runs("failed")
     assert len(failed) == 2 and all(r["error"] and r["config"]["checkpoint"] for r in failed)
-    assert run_sweep(grid, db, workers=0) == {"total": 4, "skipped": 4, "done": 0, "failed": 0}
+    assert run_sweep(grid, db, workers=0) == {"total": 4, "skipped": 4, "done": 0, "failed": 0, "unstored": 0}
     assert run_sweep(grid, db, workers=0, retry_failed=True) == {"total": 4, "skipped": 2, "done": 0,
-                                                                  "failed": 2}
+                                                                  "failed": 2, "unstored": 0}
     with Store(db, readonly=True) as store:
         assert sorted(r["attempts"] for r in store.runs()) == [1, 1, 2, 2]
 
@@ -153,21 +155,46 @@ def _stored(db: Path) -> dict[str, tuple]:
         return {}
 
 
+def session_alive(sid: int) -> list[int]:
+    """Live (not zombie) processes whose process group is ``sid`` (Linux ``/proc``)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == sid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from Linux /proc")
 def test_sigkill_mid_sweep_then_resume_loses_and_duplicates_nothing(tmp_path):
+    """SIGKILL of the driver alone: its worker and resource tracker are gone within 10 s; resume is exact."""
     grid = tmp_path / "g.toml"
     grid.write_text(TINY.format(steps=20, seeds=[0, 1]))
     db = tmp_path / "r.sqlite"
-    cmd = [sys.executable, "-m", "gradleak.cli", "sweep", str(grid), "--db", str(db), "--no-progress"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "gradleak.cli", "sweep", str(grid), "--db", str(db), "--no-progress", "--workers", "1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(gradleak.__file__).resolve().parents[1])}  # this gradleak
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 300
     try:
         while len(_stored(db)) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker, like a crash
+        family = session_alive(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, like an OOM kill: its children must follow
         proc.wait()
+        gone = time.monotonic() + 10
+        while session_alive(proc.pid) and time.monotonic() < gone:
+            time.sleep(0.1)
+        left = session_alive(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert len(family) >= 3, family  # driver, resource tracker and a worker were running
+    assert left == [], f"{len(left)} process(es) of the killed sweep still alive after 10 s"
     before = _stored(db)
     assert 2 <= len(before) < 4, "the sweep must be killed mid-run"
     with Store(db) as store:

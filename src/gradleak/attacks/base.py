@@ -48,6 +48,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import numbers
 import time
 from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar
@@ -56,7 +57,8 @@ import torch
 from torch import nn
 
 from gradleak.core.device import model_device, reconstruction_to_cpu, resolve_device, update_to
-from gradleak.core.errors import NotApplicableError, UpdateMismatchError
+from gradleak.core.errors import ConfigError, NotApplicableError, UpdateMismatchError
+from gradleak.core.limits import check_pixels
 from gradleak.core.results import Problem
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction
 from gradleak.inversion.gradients import delta_problems
@@ -162,6 +164,7 @@ class Attack:
         """
         updates = list(updates)
         for i, update in enumerate(updates):
+            shape = check_shape(model, update, shape)
             self._raise_problems(model, update, f" (update {i})" if len(updates) > 1 else "")
         target = torch.device("cpu") if self.cpu_only else (
             resolve_device(device) if device is not None else model_device(model))
@@ -191,3 +194,36 @@ class Attack:
             if all(p.kind == "update_mismatch" for p in problems):
                 raise UpdateMismatchError("; ".join(map(str, problems)) + where)
             raise NotApplicableError(f"attack {self.name!r}{where}", [str(p) for p in problems])
+
+
+def check_shape(model: nn.Module, update: ClientUpdate, shape: Sequence[int]) -> tuple[int, ...]:
+    """Refuse a model, update or input shape an attack cannot use, before it runs (one line each).
+
+    The shape must be ``(C, H, W)`` with positive sizes, within the pixel limit, and the model
+    must accept one input of it (tried once in eval mode, every module's mode restored).
+    """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(update, ClientUpdate):
+        raise ConfigError(f"update must be a ClientUpdate (ClientUpdate.from_gradients(...)), "
+                          f"got {type(update).__name__}")
+    ok = isinstance(shape, Sequence) and not isinstance(shape, str) and len(shape) == 3 and all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in shape)
+    if not ok:
+        raise ConfigError(f"shape must be one input's (C, H, W) with positive integer sizes, got {shape!r}")
+    shape = tuple(int(s) for s in shape)
+    check_pixels(shape[1], shape[2], f"the input shape {shape}")
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            param = next(model.parameters(), torch.zeros(()))
+            model(torch.zeros(1, *shape, dtype=param.dtype, device=param.device))
+    except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"the model cannot run on the input shape {shape} ({first[:200]}); pass the "
+                          "shape (C, H, W) of one input the model was built for") from None
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+    return shape

@@ -17,6 +17,7 @@ from typing import Any
 
 from gradleak.cli.attack_help import AttackHelp
 from gradleak.core.device import DEVICE_HELP
+from gradleak.core.errors import ConfigError
 from gradleak.core.options import parse_pairs
 
 
@@ -88,11 +89,11 @@ def scenario_from_args(args: argparse.Namespace) -> Any:
     attack_options = parse_pairs(args.param, "attack parameter")
     for key in ("steps", "restarts", "label_map"):
         if getattr(args, key, None) is not None:
-            attack_options[key] = getattr(args, key)
+            _set_once(attack_options, key, getattr(args, key), f"--{key.replace('_', '-')}", "-p")
     dataset_options = {"data_dir": args.data_dir} if args.data_dir else {}
     model_options = parse_pairs(args.model_option, "model option")
     if args.norm is not None:
-        model_options["norm"] = args.norm
+        _set_once(model_options, "norm", args.norm, "--norm", "--model-option")
     return Scenario(
         attack=args.attack, dataset=args.dataset, model=args.model, batch_size=args.batch_size,
         label_mode=args.label_mode, protocol=args.protocol, local_lr=args.local_lr,
@@ -103,6 +104,12 @@ def scenario_from_args(args: argparse.Namespace) -> Any:
         model_state=args.model_state, checkpoint=args.checkpoint, share_buffers=args.share_bn_stats,
         adaptive=args.adaptive, split=args.split, attack_preset=args.preset,
     )
+
+
+def _set_once(options: dict[str, Any], key: str, value: Any, flag: str, pairs: str) -> None:
+    if key in options:
+        raise ConfigError(f"{key} is set twice: {flag} {value} and {pairs} {key}={options[key]}; keep one")
+    options[key] = value
 
 
 def model_label(model: str) -> str:

@@ -36,7 +36,7 @@ def add_check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local-epochs", type=int, default=1)
     p.add_argument("--local-batch-size", type=int, default=None)
     p.add_argument("--local-steps", type=int, default=None)
-    p.add_argument("--labels", default="restore",
+    p.add_argument("--labels", default="restore", choices=["known", "restore"],
                    help="known: the labels leak with the (simulated) update | restore: they do not (default)")
     p.add_argument("--mode", "--bn", dest="mode", default="eval", help="train | eval: the client's BatchNorm mode")
     p.add_argument("--defense", action="append", default=[], metavar="NAME:k=v,...",
@@ -71,6 +71,7 @@ def _inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, list[int] | None]:
         model, dataset, _ = prepare_model(args.model, model_options, args.dataset, dataset_options, seed=args.seed,
                                           model_state=args.model_state, checkpoint=args.checkpoint)
         model.train(args.mode == "train")
+        update.validate(model)  # a file that does not fit, or holds NaN or only zeros, is refused here
         return model, update, dataset.shape, None
     from gradleak.experiment.run import simulate_client
 

@@ -8,8 +8,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from gradleak.cli.attack import add_attack_args, cmd_attack
@@ -22,6 +27,8 @@ from gradleak.cli.prior import cmd_prior
 from gradleak.cli.sweep import add_parsers as add_sweep_parsers
 from gradleak.cli.sweep import cmd_report, cmd_sweep
 from gradleak.core.errors import GradleakError
+from gradleak.core.paths import cache_dir
+from gradleak.core.version import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +67,11 @@ COMMANDS = {"attack": cmd_attack, "check": cmd_check, "list": cmd_list, "dataset
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: user errors print one line and return 2, never a traceback."""
+    """Entry point: user errors print one line and return 2, never a traceback.
+
+    Ctrl-C returns 130. Anything else is a bug in gradleak: one line says so, the traceback is
+    saved to a file (:func:`report_crash`) and the status is 1.
+    """
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -70,3 +81,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("gradleak: interrupted\n")
         return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence: a bug, reported in one line
+        return report_crash(err)
+
+
+def report_crash(err: BaseException) -> int:
+    """Save the traceback of an unexpected error and print one line saying where; return 1.
+
+    The file goes to ``$GRADLEAK_CACHE/crash`` (else the temporary folder). The test suite
+    replaces this function by a failure: reaching it is a bug.
+    """
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    saved = None
+    for folder in (cache_dir() / "crash", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(f"gradleak {__version__}, argv {sys.argv!r}\n\n{text}")
+            saved = folder / name
+            break
+        except OSError:
+            continue
+    where = f"the traceback is in {saved}" if saved else "the traceback could not be saved"
+    first = (str(err).strip().splitlines() or [""])[0][:200]
+    sys.stderr.write(f"gradleak: internal error (a bug in gradleak, not in your input): {type(err).__name__}: "
+                     f"{first}; {where} — please report it\n")
+    return 1

@@ -30,6 +30,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (the shipped weights: 1)")
     tr.add_argument("--device", default="auto", help=DEVICE_HELP)
     tr.add_argument("--out", required=True, help="weights file to write (.safetensors)")
+    tr.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     tr.add_argument("--samples-dir", default=None, help="sample grids as it trains (default OUT_samples/)")
     tr.add_argument("--sample-every", type=int, default=5, help="epochs between sample grids")
     tr.add_argument("--no-progress", action="store_true")
@@ -52,12 +53,19 @@ def cmd_prior(args: argparse.Namespace) -> int:
 
     from gradleak.cli.output import progress_bar
     from gradleak.core.device import resolve_device
+    from gradleak.experiment.outputs import check_output_file, check_path
     from gradleak.generative.train import parse_classes, train_prior
 
     device = resolve_device(args.device)
+    out = check_output_file(args.out, overwrite=args.overwrite, what="prior weights file")  # before training
+    if args.samples_dir:
+        check_path(args.samples_dir, "samples folder")
+    if args.threads is not None and not 1 <= args.threads <= 4096:
+        from gradleak.core.errors import ConfigError
+
+        raise ConfigError(f"--threads must be between 1 and 4096, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
     samples = Path(args.samples_dir) if args.samples_dir else out.with_name(out.stem + "_samples")
     with progress_bar(f"prior {args.dataset} {args.classes or 'all'}", disable=args.no_progress) as bar:
         train_prior(args.dataset, split=args.split, classes=parse_classes(args.classes) if args.classes else None,

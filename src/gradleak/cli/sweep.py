@@ -56,6 +56,7 @@ def add_parsers(sub: Any) -> None:
                     help="run only this named preset (repeatable)")
     sw.add_argument("--dry-run", action="store_true", help="check and list the plan; run nothing")
     sw.add_argument("--report", default=None, metavar="FILE.html", help="write the HTML report at the end")
+    sw.add_argument("--overwrite", action="store_true", help="replace an existing --report file")
     sw.add_argument("--json", action="store_true", help="print the final counts as one JSON object")
     sw.add_argument("--no-progress", action="store_true")
     rp = sub.add_parser("report", help="HTML / Markdown / CSV report of a sweep's results file")
@@ -64,6 +65,7 @@ def add_parsers(sub: Any) -> None:
                     help="output file (html default report.html; md/csv default stdout)")
     rp.add_argument("--format", default=None, choices=["html", "md", "csv"],
                     help="default: from --out's suffix, else html")
+    rp.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     rp.add_argument("--by", default="summary", choices=["summary", "preset", "config", "runs"],
                     help="md/csv rows: attack × defense, preset × attack × defense, each configuration, or each run")
 
@@ -162,10 +164,16 @@ def sweep_bar(disable: bool) -> Iterator[SweepBar | None]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``gradleak sweep``: check the whole grid, then run what is not stored yet."""
-    from gradleak.sweep.backends import run_sweep
+    from gradleak.experiment.outputs import check_output_file
+    from gradleak.sweep.backends import check_backend_options, run_sweep
     from gradleak.sweep.grid import load_grid
+    from gradleak.sweep.storefile import identify
 
+    check_backend_options(args.backend, args.workers, args.address, args.cpus_per_run)
     grid = load_grid(args.grid, max_runs=args.max_runs, presets=args.preset)
+    identify(Path(args.db))  # a foreign or newer database is refused now, untouched
+    if args.report:  # the report's path is checked before any run, not after the last
+        check_output_file(args.report, overwrite=args.overwrite, what="report file")
     if args.dry_run:
         return _dry_run(grid, args)
     with sweep_bar(args.no_progress) as bar:
@@ -174,10 +182,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                            device=args.device, group=not args.no_batch,
                            on_start=bar.on_start if bar else None, on_result=bar.on_result if bar else None,
                            on_begin=bar.on_begin if bar else None)
+    if counts["unstored"]:
+        from gradleak.sweep.storefile import unstored_path
+
+        sys.stderr.write(f"gradleak: warning: {counts['unstored']} finished run(s) could not be stored in "
+                         f"{args.db} (locked by another process); they are kept in {unstored_path(args.db)} "
+                         "and the next sweep on this database stores them\n")
     if args.report:
         from gradleak.report import write_report
 
-        write_report(args.db, args.report)
+        write_report(args.db, args.report, overwrite=args.overwrite)
     if args.json:
         print(json.dumps({**counts, "db": str(args.db), "report": args.report}))
     else:
@@ -187,7 +201,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         hint = f"report written to {args.report}" if args.report else \
             f"report: gradleak report {args.db} -o report.html"
         console.print(hint + (" · retry failures with --retry-failed" if counts["failed"] else ""))
-    return 1 if counts["failed"] else 0
+    return 1 if counts["failed"] or counts["unstored"] else 0
 
 
 def _dry_run(grid: Any, args: argparse.Namespace) -> int:
@@ -241,7 +255,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         suffix = Path(args.out).suffix.lower().lstrip(".") if args.out else ""
         fmt = suffix if suffix in ("md", "csv") else "html"
     out = args.out or ("report.html" if fmt == "html" else None)
-    text = write_report(args.db, out, fmt=fmt, by=args.by)
+    text = write_report(args.db, out, fmt=fmt, by=args.by, overwrite=args.overwrite)
     if out is None:
         sys.stdout.write(text)
     else:

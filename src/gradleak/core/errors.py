@@ -45,12 +45,24 @@ class NotApplicableError(GradleakError):
         super().__init__(f"{what} cannot run: " + "; ".join(self.reasons))
 
 
+class LimitError(ConfigError):
+    """A size beyond a limit of :mod:`gradleak.core.limits` (seed, epochs, pixels, memory, runs)."""
+
+
 class DataError(GradleakError):
     """A dataset file or folder that is missing or malformed."""
 
 
 class OutputExistsError(GradleakError):
     """An output folder that already exists (nothing a user made is overwritten silently)."""
+
+
+class OutputPathError(GradleakError):
+    """An output path gradleak cannot write (under a file, read-only, a name too long)."""
+
+
+class StoreBusyError(GradleakError):
+    """A results database another process kept locked for longer than gradleak waits."""
 
 
 class MissingDependencyError(GradleakError):

@@ -35,6 +35,8 @@ def parse_pairs(pairs: Sequence[str], what: str) -> dict[str, Any]:
         key, eq, val = pair.partition("=")
         if not eq or not key:
             raise ConfigError(f"{what} {pair!r} is not KEY=VALUE")
+        if key in out:
+            raise ConfigError(f"{what} {key} is given twice ({key}={out[key]!r} and {pair}); keep one")
         parts = val.split(",")
         out[key] = tuple(parse_value(p) for p in parts) if len(parts) > 1 else parse_value(val)
     return out

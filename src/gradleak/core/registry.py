@@ -17,12 +17,12 @@ Example:
 from __future__ import annotations
 
 import importlib
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from gradleak.core import builtins
 from gradleak.core.errors import ConfigError, UnknownNameError
+from gradleak.core.schema import check_options
 
 T = TypeVar("T")
 
@@ -75,8 +75,7 @@ class Registry(Generic[T]):
     def create(self, name: str, /, **kwargs: Any) -> T:
         """Build the entry ``name`` with keyword arguments checked against its signature."""
         factory = self.get(name)
-        check_kwargs(factory, kwargs, f"{self.kind} {name!r}")
-        return factory(**kwargs)
+        return factory(**check_kwargs(factory, kwargs, f"{self.kind} {name!r}"))
 
     def names(self) -> list[str]:
         """Sorted registered names (built-in and user-registered)."""
@@ -86,17 +85,11 @@ class Registry(Generic[T]):
         return name in self._lazy or name in self._entries
 
 
-def check_kwargs(factory: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> None:
-    """Raise :class:`ConfigError` listing every keyword that ``factory`` does not accept."""
-    params = inspect.signature(factory).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"{what} has no option(s) {', '.join(unknown)}; valid options: {', '.join(accepted) or '(none)'}"
-        )
+def check_kwargs(factory: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Check ``kwargs`` against ``factory``'s typed options (:func:`gradleak.core.schema.check_options`):
+    unknown names, wrong types, NaN or infinity and out-of-range numbers raise one :class:`ConfigError`;
+    returns the options as the factory takes them (``"none"`` → ``None``, a number → a 1-tuple for a list)."""
+    return check_options(factory, kwargs, what)
 
 
 ATTACKS: Registry[Any] = Registry("attack", builtins.ATTACKS)

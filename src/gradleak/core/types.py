@@ -8,7 +8,7 @@ Example:
     >>> import torch
     >>> from gradleak.core.types import ClientUpdate
     >>> model = torch.nn.Linear(4, 2)
-    >>> grads = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    >>> grads = {n: torch.randn_like(p) for n, p in model.named_parameters()}
     >>> update = ClientUpdate.from_gradients(grads, num_examples=1)
     >>> update.kind
     'gradients'
@@ -25,6 +25,16 @@ from typing import Any, Literal
 import torch
 
 from gradleak.core.errors import ConfigError, UpdateMismatchError
+from gradleak.core.limits import MAX_EPOCHS, MAX_STEPS
+from gradleak.core.validate import (
+    check_tensors,
+    degenerate_problem,
+    int_problem,
+    labels_problem,
+    real_problem,
+    tensor_problem,
+    values_problems,
+)
 
 UpdateKind = Literal["gradients", "weight_delta"]
 
@@ -78,14 +88,14 @@ class LocalTraining:
 
     def __post_init__(self) -> None:
         problems = []
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            problems.append(f"lr must be a positive finite number, got {self.lr}")
-        if self.epochs < 1:
-            problems.append(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size is not None and self.batch_size < 1:
-            problems.append(f"local batch_size must be >= 1, got {self.batch_size}")
-        if self.steps is not None and self.steps < 1:
-            problems.append(f"steps must be >= 1, got {self.steps}")
+        if lr_problem := real_problem("lr", self.lr, low=0, low_open=True):
+            problems.append(lr_problem)
+        if epochs_problem := int_problem("epochs", self.epochs, low=1, high=MAX_EPOCHS):
+            problems.append(epochs_problem)
+        if self.batch_size is not None and (bs_problem := int_problem("local batch_size", self.batch_size, low=1)):
+            problems.append(bs_problem)
+        if self.steps is not None and (steps_problem := int_problem("steps", self.steps, low=1, high=MAX_STEPS)):
+            problems.append(steps_problem)
         problems += self._optimiser_problems()
         if problems:
             raise ConfigError("invalid local training: " + "; ".join(problems))
@@ -93,27 +103,27 @@ class LocalTraining:
     def _optimiser_problems(self) -> list[str]:
         """What is wrong with the optimiser fields (the fields after ``steps``)."""
         problems = []
-        try:  # a JSON list reads back as a tuple
-            object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-            betas_ok = len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)
-        except (TypeError, ValueError):
-            betas_ok = False
-        if not betas_ok:
-            problems.append(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if self.optimizer not in ("sgd", "adam", "adamw"):
+        betas = self.betas
+        if (isinstance(betas, (tuple, list)) and len(betas) == 2
+                and not any(real_problem("beta", b, low=0, high=1) for b in betas) and all(b < 1 for b in betas)):
+            object.__setattr__(self, "betas", tuple(float(b) for b in betas))  # a JSON list reads back as a tuple
+        else:
+            problems.append(f"betas must be two numbers in [0, 1), got {betas!r}")
+        if not isinstance(self.optimizer, str) or self.optimizer not in ("sgd", "adam", "adamw"):
             problems.append(f"optimizer must be 'sgd', 'adam' or 'adamw', got {self.optimizer!r}")
-        if not 0 <= self.momentum < 1:
-            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
+        if real_problem("momentum", self.momentum, low=0, high=1) or self.momentum >= 1:
+            problems.append(f"momentum must be in [0, 1), got {self.momentum!r}")
         elif self.momentum and self.optimizer != "sgd":
             problems.append(f"momentum applies to optimizer 'sgd' ({self.optimizer} uses betas)")
-        if self.nesterov and (self.optimizer != "sgd" or not self.momentum):
+        if not isinstance(self.nesterov, bool):
+            problems.append(f"nesterov must be true or false, got {self.nesterov!r}")
+        elif self.nesterov and (self.optimizer != "sgd" or not self.momentum):
             problems.append("nesterov needs optimizer 'sgd' with momentum > 0")
         for name in ("weight_decay", "prox_mu"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                problems.append(f"{name} must be a finite number >= 0, got {value}")
-        if not (self.eps > 0 and math.isfinite(self.eps)):
-            problems.append(f"eps must be a positive finite number, got {self.eps}")
+            if problem := real_problem(name, getattr(self, name), low=0):
+                problems.append(problem)
+        if problem := real_problem("eps", self.eps, low=0, low_open=True):
+            problems.append(problem)
         return problems
 
     def num_steps(self, num_examples: int) -> int:
@@ -151,20 +161,33 @@ class ClientUpdate:
     def __post_init__(self) -> None:
         if self.kind not in ("gradients", "weight_delta"):
             raise ConfigError(f"update kind must be 'gradients' or 'weight_delta', got {self.kind!r}")
-        if self.num_examples < 1:
-            raise ConfigError(f"num_examples must be >= 1, got {self.num_examples}")
+        if problem := int_problem("num_examples", self.num_examples, low=1):
+            raise ConfigError(problem + " (the client's number of training examples)")
+        object.__setattr__(self, "num_examples", int(self.num_examples))
+        if self.local_training is not None and not isinstance(self.local_training, LocalTraining):
+            raise ConfigError(f"local_training must be a LocalTraining, got {type(self.local_training).__name__}")
         if self.kind == "weight_delta" and self.local_training is None:
             raise ConfigError(
-                "a weight_delta update needs local_training (lr, epochs, batch_size): "
-                "the server chose them, so pass LocalTraining(...)"
+                "a weight_delta update needs local_training, the learning rate, epochs and local batch size "
+                "the server chose: LocalTraining(...) in Python, --local-lr/--local-epochs/"
+                "--local-batch-size on the command line"
             )
+        object.__setattr__(self, "tensors", check_tensors(self.tensors, "update"))
+        if self.labels is not None and (problem := labels_problem(self.labels, self.num_examples, "update labels")):
+            raise ConfigError(problem)
+        if self.buffers is not None:
+            if not isinstance(self.buffers, Mapping) or not all(
+                    isinstance(v, torch.Tensor) for v in self.buffers.values()):
+                raise ConfigError("buffers must map buffer names to torch tensors")
+        if not isinstance(self.defenses, tuple) or not all(isinstance(d, str) for d in self.defenses):
+            raise ConfigError(f"defenses must be a tuple of defense specs (text), got {self.defenses!r}")
 
     @classmethod
     def from_gradients(
         cls, gradients: Mapping[str, torch.Tensor], num_examples: int, **kwargs: Any
     ) -> ClientUpdate:
         """An FedSGD update from gradients keyed by parameter name."""
-        tensors = {k: v.detach().clone() for k, v in gradients.items()}
+        tensors = {k: v.detach().clone() for k, v in check_tensors(gradients, "gradient").items()}
         return cls("gradients", tensors, num_examples, **kwargs)
 
     @classmethod
@@ -177,9 +200,15 @@ class ClientUpdate:
         **kwargs: Any,
     ) -> ClientUpdate:
         """A FedAvg update from the weights the server sent and the weights it got back."""
+        before, after = check_tensors(before, "before-weights"), check_tensors(after, "after-weights")
         missing = sorted(set(before) ^ set(after))
         if missing:
             raise UpdateMismatchError(f"before/after weights differ in names: {missing[:5]}")
+        shapes = [f"{k}: {tuple(before[k].shape)} before vs {tuple(after[k].shape)} after" for k in before
+                  if before[k].shape != after[k].shape]
+        if shapes:
+            raise UpdateMismatchError("before/after weights differ in shape (" + "; ".join(shapes[:5])
+                                      + "); pass the weights the server sent and the same parameters returned")
         delta = {k: (after[k].detach() - before[k].detach()).clone() for k in before}
         return cls("weight_delta", delta, num_examples, local_training, **kwargs)
 
@@ -189,7 +218,11 @@ class ClientUpdate:
         return replace(self, tensors=dict(tensors), defenses=defenses)
 
     def validate(self, model: torch.nn.Module) -> None:
-        """Raise :class:`UpdateMismatchError` listing every way this update does not fit ``model``."""
+        """Raise :class:`UpdateMismatchError` listing every way this update does not fit ``model``
+        (names, shapes), then every way it cannot be attacked (NaN or inf, absurd magnitudes, every
+        value zero or equal)."""
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         params = dict(model.named_parameters())
         problems = []
         missing = [n for n in params if n not in self.tensors]
@@ -203,12 +236,15 @@ class ClientUpdate:
                 problems.append(
                     f"{name} has shape {tuple(tensor.shape)}, model expects {tuple(params[name].shape)}"
                 )
-            elif not torch.isfinite(tensor).all():
-                problems.append(f"{name} contains NaN or inf")
-        if problems:
+        fits = not problems
+        problems += values_problems(self.tensors)
+        degenerate = None if len(problems) or not fits else degenerate_problem(self.tensors)
+        if problems or degenerate:
             raise UpdateMismatchError(
-                "the update does not fit the model: " + "; ".join(problems)
-                + " (check that the update was made with the same architecture and that it is finite)"
+                ("the update does not fit the model: " if not fits else "the update cannot be attacked: ")
+                + "; ".join(problems + [degenerate] * bool(degenerate))
+                + (" (check that the update was made with the same architecture)" if not fits else
+                   " (check how the update was computed and saved: it must be finite and carry signal)")
             )
 
 
@@ -220,10 +256,12 @@ class GroundTruth:
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.inputs.shape[0] != self.labels.shape[0]:
-            raise ConfigError(
-                f"ground truth has {self.inputs.shape[0]} inputs but {self.labels.shape[0]} labels"
-            )
+        problem = tensor_problem("inputs", self.inputs, what="ground truth")
+        if problem is None and self.inputs.dim() != 4:
+            problem = f"ground truth inputs must be (B, C, H, W), got shape {tuple(self.inputs.shape)}"
+        problem = problem or labels_problem(self.labels, int(self.inputs.shape[0]), "ground truth labels")
+        if problem:
+            raise ConfigError(problem)
 
 
 @dataclass(frozen=True)

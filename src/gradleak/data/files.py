@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import pickle
 import struct
+import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +33,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradleak.core.errors import ConfigError, DataError
+from gradleak.core.errors import ConfigError, DataError, LimitError
+from gradleak.core.limits import check_pixels
 from gradleak.data.base import Dataset, loader
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test", "all")
+MAX_IDX_BYTES = 2**30
+"""Decompressed size of one IDX file (MNIST's training images: 45 MiB)."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 _ALLOWED_GLOBALS = frozenset({
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -106,7 +112,11 @@ def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray
         raise DataError(f"{path} has no {', '.join(missing)} entry (keys: {sorted(batch)}); "
                         "is it the right CIFAR variant?")
     data = np.asarray(batch["data"])
-    labels = np.asarray(batch[label_key], dtype=np.int64)
+    try:
+        labels = np.asarray(batch[label_key], dtype=np.int64)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise DataError(f"{path}: its {label_key!r} are not whole numbers ({str(err)[:120]}); "
+                        "the batch is corrupt or not CIFAR") from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(f"{path}: data has shape {data.shape} and dtype {data.dtype}, expected "
                         "(N, 3072) uint8; the batch is truncated or not CIFAR")
@@ -124,6 +134,8 @@ def _cifar(name: str, data_dir: str | Path | None, split: str, files: dict[str, 
     parts = [read_cifar_batch(p, label_key) for p in paths]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
+    if len(labels) == 0:
+        raise DataError(f"{name}: the {split} batches in {root} hold no images; extract the CIFAR archive again")
     if labels.min() < 0 or labels.max() >= classes:
         raise DataError(f"{name}: labels range over [{labels.min()}, {labels.max()}], "
                         f"expected [0, {classes})")
@@ -131,7 +143,7 @@ def _cifar(name: str, data_dir: str | Path | None, split: str, files: dict[str, 
     return Dataset(name, x, torch.from_numpy(labels), classes, f"{root} ({split})")
 
 
-@loader(user_owned=True, native_splits=True)
+@loader(user_owned=True, native_splits=True, shape=(3, 32, 32), classes=10)
 def cifar10(data_dir: str | Path | None = None, split: str = "train") -> Dataset:
     """CIFAR-10 (3×32×32, 10 classes) from your python-pickle batches (--data-dir; never downloaded).
 
@@ -144,7 +156,7 @@ def cifar10(data_dir: str | Path | None = None, split: str = "train") -> Dataset
     return _cifar("cifar10", data_dir, split, files, "cifar-10-batches-py", "labels", 10)
 
 
-@loader(user_owned=True, native_splits=True)
+@loader(user_owned=True, native_splits=True, shape=(3, 32, 32), classes=100)
 def cifar100(data_dir: str | Path | None = None, split: str = "train", coarse: bool = False) -> Dataset:
     """CIFAR-100 (3×32×32, 100 fine or 20 coarse classes) from your python-pickle files (--data-dir).
 
@@ -161,13 +173,13 @@ def cifar100(data_dir: str | Path | None = None, split: str = "train", coarse: b
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     """Read an IDX file of unsigned bytes (optionally gzipped), checking its magic number and size."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path) as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError) as err:
-        raise DataError(f"{path} could not be read ({err}); the file is corrupt or truncated") from err
+        with gzip.open(path) if path.suffix == ".gz" else open(path, "rb") as f:
+            raw = f.read(MAX_IDX_BYTES + 1)  # a decompression bomb (or a huge file) stops here
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path} could not be read ({err}); the file is corrupt or truncated") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise DataError(f"{path} holds more than {MAX_IDX_BYTES // 2**20} MiB, more than any MNIST-style IDX "
+                        "file; it is not the dataset (or a decompression bomb)")
     if len(raw) < 4:
         raise DataError(f"{path} is {len(raw)} bytes long, too short for an IDX header")
     magic = struct.unpack(">I", raw[:4])[0]
@@ -179,7 +191,9 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
         raise DataError(f"{path} is truncated inside its IDX header")
     dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     body = raw[4 + 4 * ndim:]
-    size = int(np.prod(dims))
+    size = math.prod(dims)
+    if dims[0] == 0:
+        raise DataError(f"{path} holds no items (its header says 0); the file is empty or truncated")
     if len(body) != size:
         raise DataError(f"{path} holds {len(body)} data bytes but its header {dims} says {size}; "
                         "the file is truncated or corrupt")
@@ -204,13 +218,15 @@ def _idx(name: str, data_dir: str | Path | None, split: str) -> Dataset:
         xs.append(images)
         ys.append(labels)
     labels = torch.from_numpy(np.concatenate(ys).astype(np.int64))
+    if len(labels) == 0:
+        raise DataError(f"{name}: the {split} files in {root} hold no images")
     if int(labels.max()) >= 10:
         raise DataError(f"{name}: labels reach {int(labels.max())}, expected 0..9")
     x = torch.from_numpy(np.concatenate(xs)[:, None].copy()).float().div_(255.0)
     return Dataset(name, x, labels, 10, f"{root} ({split})")
 
 
-@loader(user_owned=True, native_splits=True)
+@loader(user_owned=True, native_splits=True, shape=(1, 28, 28), classes=10)
 def mnist_idx(data_dir: str | Path | None = None, split: str = "train") -> Dataset:
     """MNIST (1×28×28, 10 classes) from your IDX files, .gz or not (--data-dir; never downloaded).
 
@@ -221,7 +237,7 @@ def mnist_idx(data_dir: str | Path | None = None, split: str = "train") -> Datas
     return _idx("mnist-idx", data_dir, split)
 
 
-@loader(user_owned=True, native_splits=True)
+@loader(user_owned=True, native_splits=True, shape=(1, 28, 28), classes=10)
 def fashion_mnist(data_dir: str | Path | None = None, split: str = "train") -> Dataset:
     """Fashion-MNIST (1×28×28, 10 classes) from your IDX files, .gz or not (--data-dir).
 
@@ -263,12 +279,18 @@ def image_folder(data_dir: str | Path | None = None, size: int | None = None,
     for label, c in enumerate(classes):
         for path in files[c]:
             try:
-                with Image.open(path) as im:
-                    im.load()
-                    images.append(im.copy())
-            except (UnidentifiedImageError, OSError) as err:
-                raise DataError(f"imagefolder: {path} is not a readable image ({err}); "
-                                "remove or replace it") from err
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    with Image.open(path) as im:
+                        check_pixels(im.height, im.width, f"imagefolder: {path}")
+                        im.load()
+                        images.append(im.copy())
+            except LimitError as err:
+                raise DataError(str(err) + " or remove it") from None
+            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError,
+                    struct.error, EOFError, zlib.error) as err:
+                raise DataError(f"imagefolder: {path} is not a readable image ({str(err)[:160]}); "
+                                "remove or replace it") from None
             labels.append(label)
     grey = all(im.mode in ("1", "L", "I", "I;16", "F") for im in images)
     mode = "L" if (channels == 1 or (channels is None and grey)) else "RGB"

@@ -151,7 +151,7 @@ def _load_or_build(per_class: int, size: int, seed: int) -> tuple[np.ndarray, np
     return images, labels, test
 
 
-@loader(native_splits=True)
+@loader(native_splits=True, shape=(3, 32, 32), classes=10)
 def natural32(per_class: int = 300, size: int = 32, split: str = "all", seed: int = 0) -> Dataset:
     """3×32×32 colour crops of 10 photos shipped with scikit-image/scikit-learn (one class per photo).
 

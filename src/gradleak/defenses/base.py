@@ -69,6 +69,9 @@ class Defense(ABC):
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Split ``NAME:key=value,...`` into the name and typed options."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"a defense spec must be text NAME:key=value,..., got {spec!r}; a chain is a list "
+                          "of specs, e.g. ['clip:norm=1', 'noise:sigma=0.01']")
     name, _, rest = spec.partition(":")
     if not name:
         raise ConfigError(f"empty defense name in {spec!r}; write NAME:key=value,...")
@@ -77,6 +80,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         key, eq, val = item.partition("=")
         if not eq or not key:
             raise ConfigError(f"defense option {item!r} in {spec!r} is not key=value")
+        if key.strip() in options:
+            raise ConfigError(f"defense option {key.strip()} is given twice in {spec!r}; keep one")
         options[key.strip()] = parse_value(val.strip())
     return name.strip(), options
 

@@ -30,9 +30,7 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import time
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,10 +41,13 @@ from torch import nn
 
 from gradleak.core.errors import ConfigError, DataError
 from gradleak.core.jsonable import to_jsonable
+from gradleak.core.limits import MAX_EPOCHS
 from gradleak.core.paths import cache_dir
+from gradleak.core.torchfile import check_file, first_line, load_weights_only
 from gradleak.core.types import Progress
 from gradleak.data import Dataset
 from gradleak.data.splits import load_splits
+from gradleak.experiment.outputs import write_file
 from gradleak.experiment.user_model import build_named_model, is_user_model, source_digest
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,10 @@ def parse_model_state(text: str) -> int:
     if text == "untrained":
         return 0
     head, _, tail = str(text).partition(":")
-    if head == "trained" and tail.isdigit() and int(tail) >= 1:
+    if head == "trained" and tail.isascii() and tail.isdigit() and 1 <= int(tail) <= MAX_EPOCHS:
         return int(tail)
-    raise ConfigError(f"model state must be 'untrained' or 'trained:EPOCHS' with EPOCHS >= 1, got {text!r}")
+    raise ConfigError(f"model state must be 'untrained' or 'trained:EPOCHS' with EPOCHS between 1 and "
+                      f"{MAX_EPOCHS}, got {text!r}")
 
 
 def train_model(model: nn.Module, data: Dataset, *, epochs: int, seed: int, lr: float = 1e-3,
@@ -156,7 +158,7 @@ def trained_state(model: nn.Module, train: Dataset, test: Dataset, *, epochs: in
         tmp = weights.with_suffix(f".{os.getpid()}.tmp")
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
         os.replace(tmp, weights)
-        meta.write_text(json.dumps(info, indent=1))
+        write_file(meta, json.dumps(info, indent=1))
     except OSError as err:
         log.warning("could not cache the trained model in %s (%s); set GRADLEAK_CACHE", folder, err)
     return {**info, "cached": False, "cache_file": str(weights)}
@@ -169,44 +171,32 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         DataError: the file is missing, unreadable, not a state dict, or a pickle that asks for
             anything but tensors (such a pickle is refused before any of it runs).
     """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataError(f"checkpoint {p} does not exist; pass the path of a .safetensors or .pt file")
+    p = check_file(path, "checkpoint", ".safetensors or .pt")
     if p.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             obj: Any = load_file(str(p))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise DataError(f"checkpoint {p} is not a readable safetensors file ({err})") from err
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            raise DataError(f"checkpoint {p} is not a readable safetensors file ({first_line(err)})") from None
     else:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                obj = torch.load(p, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            detail = next((ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln), "")
-            if "global" not in detail.lower() and "GLOBAL" not in str(err):
-                raise DataError(f"checkpoint {p} is not a readable torch file ({detail or 'bad pickle'}); "
-                                "save it with torch.save(model.state_dict(), path) or as safetensors"
-                                ) from err
-            raise DataError(f"checkpoint {p} was refused: it is a pickle that asks for more than tensors"
-                            f"{' (' + detail + ')' if detail else ''}; gradleak loads only weights "
-                            "(torch.load weights_only=True) — save model.state_dict() or use safetensors"
-                            ) from err
-        except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
-            raise DataError(f"checkpoint {p} is not a readable torch file ({str(err).splitlines()[0]}); "
-                            "save it with torch.save(model.state_dict(), path) or as safetensors") from err
+        obj = load_weights_only(p, "checkpoint")
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
                 break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, Mapping) or not obj or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise DataError(f"checkpoint {p} holds {type(obj).__name__}, expected a state dict "
                         "(parameter name → tensor); save model.state_dict()")
     state = dict(obj)
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise DataError(f"checkpoint {p} holds NaN or inf in {', '.join(broken[:3])}"
+                        f"{' ...' if len(broken) > 3 else ''}: the weights are corrupt or come from a diverged "
+                        "training; load a checkpoint saved before the divergence")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import platform
 import time
@@ -33,8 +34,9 @@ from gradleak.experiment.assumptions import run_assumptions
 from gradleak.experiment.figure import comparison_figure
 from gradleak.experiment.fit import fit_report, fit_warning
 from gradleak.experiment.model_state import prepare_model
+from gradleak.experiment.outputs import RunFolder
 from gradleak.experiment.presets import resolved_hyperparameters
-from gradleak.experiment.runfolder import check_out_dir, image_grid, prepare_out_dir, save_tensors, write_json
+from gradleak.experiment.runfolder import RUN_FILES, image_grid, json_text, tensor_bytes
 from gradleak.experiment.scenario import Scenario, build_attack
 from gradleak.fl import fedavg_update, fedsgd_update
 from gradleak.metrics import evaluate
@@ -56,10 +58,15 @@ def run_scenario(
 ) -> RunResult:
     """Run one scenario; write the run folder when ``out_dir`` is given; return the result.
 
+    Everything is checked before any work: the scenario, the attack's options and the run folder
+    (which is staged at once, so an unwritable path fails now, not after the attack). The folder
+    appears complete at the end or not at all (an error or Ctrl-C removes the staging).
+
     Args:
         scenario: what to run.
         out_dir: the run folder to write (``None``: keep everything in memory).
-        overwrite: replace gradleak's files in an existing ``out_dir``.
+        overwrite: replace gradleak's files in an existing ``out_dir`` (one gradleak made: it
+            carries the run-folder marker; any other folder is refused untouched).
         progress: ``progress(step, total, loss)`` of the attack.
         save_tensor_file: also write ``tensors.safetensors``.
         lpips: also compute LPIPS (needs the ``lpips`` package and its weights on disk;
@@ -70,11 +77,12 @@ def run_scenario(
     """
     scenario.validate()
     build_attack(scenario)
-    if out_dir is not None:
-        check_out_dir(out_dir, overwrite=overwrite)
-    run = prepare_run(scenario, device=device, training_progress=training_progress)
-    rec = run.attack.run(run.model, run.update, shape=run.shape, progress=progress)
-    return finish_run(run, rec, out_dir, overwrite=overwrite, save_tensor_file=save_tensor_file, lpips=lpips)
+    # the output folder is checked before any work starts, staged, and renamed into place at the end
+    folder = RunFolder(out_dir, overwrite=overwrite, files=RUN_FILES) if out_dir is not None else None
+    with folder if folder is not None else contextlib.nullcontext():
+        run = prepare_run(scenario, device=device, training_progress=training_progress)
+        rec = run.attack.run(run.model, run.update, shape=run.shape, progress=progress)
+        return finish_run(run, rec, folder, save_tensor_file=save_tensor_file, lpips=lpips)
 
 
 @dataclass
@@ -117,12 +125,12 @@ def prepare_run(scenario: Scenario, *, device: Any = None, training_progress: Pr
     return PreparedRun(scenario, attack, client, transform, dev)
 
 
-def finish_run(run: PreparedRun, rec: Reconstruction, out_dir: str | Path | None = None, *,
-               overwrite: bool = False, save_tensor_file: bool = False, lpips: bool = False) -> RunResult:
-    """Score the reconstruction against the truth (on the CPU), judge its fit, write the run folder when asked."""
+def finish_run(run: PreparedRun, rec: Reconstruction, folder: RunFolder | None = None, *,
+               save_tensor_file: bool = False, lpips: bool = False) -> RunResult:
+    """Score the reconstruction against the truth (on the CPU), judge its fit, and write and commit
+    the (staged) run ``folder`` when given."""
     defended = run.client.defended
     truth = truth_to(defended.truth, torch.device("cpu"))
-    out = prepare_out_dir(out_dir, overwrite=overwrite) if out_dir is not None else None
     scores = evaluate(rec, truth, with_lpips=lpips)
     metrics = {k: scores[k] for k in SUMMARY_METRICS if k != "lpips" or scores[k] is not None}
     metrics.update(defense_metrics(defended, scores))
@@ -132,13 +140,14 @@ def finish_run(run: PreparedRun, rec: Reconstruction, out_dir: str | Path | None
     fit["warning"] = fit_warning(fit, run.update, run.model, labels_from=rec.info.get("labels_from"))
     result = RunResult(scenario=asdict(run.scenario), metrics=metrics, per_image=scores["per_image"],
                        matching=list(scores["matching"]), reconstruction=rec, truth=truth,
-                       seconds=rec.seconds, out_dir=str(out) if out is not None else None,
+                       seconds=rec.seconds, out_dir=str(folder.path) if folder is not None else None,
                        model_state=run.client.model_info, fit=fit, split=run.client.dataset.split,
                        indices=run.client.indices, preset=run.scenario.attack_preset,
                        hyperparameters=resolved_hyperparameters(run.attack),
                        assumptions=run_assumptions(run.scenario, run.model, run.update, rec))
-    if out is not None:
-        write_run_folder(out, result, save_tensor_file=save_tensor_file)
+    if folder is not None:
+        write_run_folder(folder, result, save_tensor_file=save_tensor_file)
+        folder.commit()
     return result
 
 
@@ -242,23 +251,23 @@ def figure_png(result: RunResult) -> bytes:
     return buffer.getvalue()
 
 
-def write_run_folder(out: Path, result: RunResult, *, save_tensor_file: bool = False) -> None:
-    """Write ``config.json``, ``metrics.json``, ``reconstruction.png`` (and tensors) of a run."""
+def write_run_folder(folder: RunFolder, result: RunResult, *, save_tensor_file: bool = False) -> None:
+    """Stage ``config.json``, ``metrics.json``, ``reconstruction.png`` (and tensors) of a run."""
     rec, truth = result.reconstruction, result.truth
     config = {"scenario": result.scenario, "device": rec.info.get("device", "cpu"), "split": result.split,
               "indices": result.indices, "preset": result.preset, "hyperparameters": result.hyperparameters,
               "assumptions": result.assumptions, "versions": {
         "gradleak": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    write_json(out / "config.json", config)
-    write_json(out / "metrics.json", {**result.summary(), "labels": run_labels(result),
-                                      "per_image": result.per_image, "matching": result.matching,
-                                      "info": rec.info, "loss_history": rec.loss_history})
-    (out / "reconstruction.png").write_bytes(figure_png(result))
+    folder.write_bytes("config.json", json_text(config).encode())
+    folder.write_bytes("metrics.json", json_text({**result.summary(), "labels": run_labels(result),
+                                                  "per_image": result.per_image, "matching": result.matching,
+                                                  "info": rec.info, "loss_history": rec.loss_history}).encode())
+    folder.write_bytes("reconstruction.png", figure_png(result))
     if save_tensor_file and truth is not None:
         order = result.matching
         tensors = {"truth_inputs": truth.inputs, "truth_labels": truth.labels,
                    "reconstruction": rec.inputs[order]}
         if rec.labels is not None:
             tensors["reconstructed_labels"] = rec.labels
-        save_tensors(out / "tensors.safetensors", tensors)
+        folder.write_bytes("tensors.safetensors", tensor_bytes(tensors))

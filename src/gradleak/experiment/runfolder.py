@@ -1,9 +1,12 @@
 """Run folders: ``config.json``, ``metrics.json``, ``reconstruction.png`` and optional tensors.
 
+Checking, staging and marking run folders is :mod:`gradleak.experiment.outputs`; this module
+holds what goes into them.
+
 Example:
     >>> import tempfile, torch
     >>> from pathlib import Path
-    >>> d = prepare_out_dir(Path(tempfile.mkdtemp()) / "run", overwrite=False)
+    >>> d = Path(tempfile.mkdtemp())
     >>> write_json(d / "config.json", {"seed": 0}); (d / "config.json").exists()
     True
 """
@@ -19,39 +22,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gradleak.core.errors import OutputExistsError
 from gradleak.core.jsonable import to_jsonable
+from gradleak.experiment.outputs import write_file
 
 RUN_FILES = ("config.json", "metrics.json", "reconstruction.png", "tensors.safetensors")
 
 
-def check_out_dir(path: str | Path, *, overwrite: bool) -> Path:
-    """Refuse an existing file, or an existing non-empty folder unless ``overwrite`` (creates nothing)."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"output path {out} exists and is not a folder; choose another --out")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(
-            f"output folder {out} already exists; pass --overwrite to replace its run files, or choose another --out"
-        )
-    return out
-
-
-def prepare_out_dir(path: str | Path, *, overwrite: bool) -> Path:
-    """Create the run folder after :func:`check_out_dir`.
-
-    With ``overwrite`` only gradleak's own run files are replaced; other files stay.
-    """
-    out = check_out_dir(path, overwrite=overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    return out
+def json_text(data: Any) -> str:
+    """``data`` as indented JSON (tensors become lists, NaN/inf become null)."""
+    return json.dumps(to_jsonable(data), indent=2, sort_keys=True) + "\n"
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON (tensors become lists, NaN/inf become null)."""
-    path.write_text(json.dumps(to_jsonable(data), indent=2, sort_keys=True) + "\n")
+    """Write ``data`` as indented JSON, to a temporary name renamed into place."""
+    write_file(path, json_text(data))
 
 
 def image_grid(rows: list[torch.Tensor], *, columns: int = 16, min_size: int = 56) -> Image.Image:
@@ -75,8 +59,13 @@ def image_grid(rows: list[torch.Tensor], *, columns: int = 16, min_size: int = 5
     return Image.fromarray((canvas * 255).round().astype(np.uint8))
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Save tensors as safetensors (contiguous copies)."""
-    from safetensors.torch import save_file
+def tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """Tensors as the bytes of a safetensors file (contiguous copies)."""
+    from safetensors.torch import save
 
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    return save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Save tensors as safetensors, to a temporary name renamed into place."""
+    write_file(path, tensor_bytes(tensors))

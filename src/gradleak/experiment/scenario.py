@@ -10,16 +10,22 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from os import PathLike
 from typing import Any
 
 from gradleak.core.errors import ConfigError
-from gradleak.core.registry import ATTACKS
+from gradleak.core.limits import check_seed
+from gradleak.core.registry import ATTACKS, DATASETS, MODELS
+from gradleak.core.schema import check_options
 from gradleak.core.types import LocalTraining
+from gradleak.core.validate import int_problem
 from gradleak.data import LABEL_MODES
+from gradleak.data.splits import SPLIT_OPTIONS
 from gradleak.defenses.base import build_defenses
 from gradleak.defenses.pipeline import check_composition
 from gradleak.experiment.model_state import parse_model_state
 from gradleak.experiment.presets import apply_preset, preset_options
+from gradleak.experiment.user_model import check_model, is_user_model
 
 PROTOCOLS = ("fedsgd", "fedavg")
 ADAPTIVE = (False, True, "faithful", "observed-mask")
@@ -80,16 +86,38 @@ class Scenario:
     attack_preset: str = "default"
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` listing every invalid setting (names are checked by the registries)."""
-        problems = []
+        """Raise :class:`ConfigError` listing every invalid setting (unknown names raise
+        :class:`~gradleak.core.errors.UnknownNameError`); what a dry run checks is what a run checks."""
+        problems = _type_problems(self)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        attack, dataset = ATTACKS.get(self.attack), DATASETS.get(self.dataset)
+        if is_user_model(self.model):  # FILE.py:FACTORY: the file, the factory and its options
+            def model_check() -> None:
+                check_model(self.model, self.model_options)
+        else:
+            model = MODELS.get(self.model)
+
+            def model_check() -> None:
+                check_options(model, self.model_options, f"model {self.model!r}")
         if self.protocol not in PROTOCOLS:
             problems.append(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         if self.label_mode not in LABEL_MODES:
             problems.append(f"label mode must be one of {', '.join(LABEL_MODES)}, got {self.label_mode!r}")
         if self.mode not in ("train", "eval"):
             problems.append(f"mode must be 'train' or 'eval', got {self.mode!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            problems.append(f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        for check in (lambda: check_seed(self.seed), self.local_training, model_check,
+                      lambda: check_options(dataset, {k: v for k, v in self.dataset_options.items()
+                                                      if k not in SPLIT_OPTIONS}, f"dataset {self.dataset!r}")):
+            try:
+                check()
+            except ConfigError as err:
+                problems.append(str(err))
+        if "data_dir" in self.dataset_options and not getattr(dataset, "user_owned", False):
+            owned = [n for n in DATASETS.names() if getattr(DATASETS.get(n), "user_owned", False)]
+            problems = [p for p in problems if "data_dir" not in p]
+            problems.append(f"dataset {self.dataset!r} ships with gradleak and reads no files: drop --data-dir "
+                            f"(it is for the datasets you own: {', '.join(owned)})")
         try:
             if parse_model_state(self.model_state) and self.checkpoint:
                 problems.append("choose either model_state trained:EPOCHS or a checkpoint, not both")
@@ -104,8 +132,8 @@ class Scenario:
         if self.split not in ("attack", "validation"):
             problems.append(f"split must be 'attack' (reported numbers) or 'validation' (choosing "
                             f"hyper-parameters), got {self.split!r}")
-        if self.adaptive and not ATTACKS.get(self.attack).supports_adaptive:
-            adaptive = [n for n in ATTACKS.names() if ATTACKS.get(n).supports_adaptive]
+        if self.adaptive and not getattr(attack, "supports_adaptive", False):
+            adaptive = [n for n in ATTACKS.names() if getattr(ATTACKS.get(n), "supports_adaptive", False)]
             problems.append(f"attack {self.attack!r} has no adaptive mode (a 'transform' option); "
                             f"use one of {', '.join(adaptive)} or drop --adaptive")
         try:
@@ -118,6 +146,26 @@ class Scenario:
     def local_training(self) -> LocalTraining:
         """The FedAvg local-training settings."""
         return LocalTraining(self.local_lr, self.local_epochs, self.local_batch_size, self.local_steps)
+
+
+def _type_problems(s: Scenario) -> list[str]:
+    """Fields of the wrong type (a scenario built from a dict, a grid or the API)."""
+    problems = [f"{name} must be text, got {getattr(s, name)!r}" for name in
+                ("attack", "dataset", "model", "label_mode", "protocol", "labels", "mode", "model_state", "split",
+                 "attack_preset") if not isinstance(getattr(s, name), str)]
+    problems += [f"{name} must be true or false, got {getattr(s, name)!r}" for name in ("share_buffers",)
+                 if not isinstance(getattr(s, name), bool)]
+    if not isinstance(s.adaptive, (bool, str)):
+        problems.append(f"adaptive must be true, false, 'faithful' or 'observed-mask', got {s.adaptive!r}")
+    problems += [f"{name} must be a mapping of options, got {getattr(s, name)!r}" for name in
+                 ("attack_options", "model_options", "dataset_options") if not isinstance(getattr(s, name), dict)]
+    if not isinstance(s.defenses, tuple) or not all(isinstance(d, str) for d in s.defenses):
+        problems.append(f"defenses must be a list of NAME:key=value specs, got {s.defenses!r}")
+    if s.checkpoint is not None and not isinstance(s.checkpoint, (str, PathLike)):
+        problems.append(f"checkpoint must be a path or none, got {s.checkpoint!r}")
+    if problem := int_problem("batch size", s.batch_size, low=1):
+        problems.append(problem)
+    return problems
 
 
 def build_attack(scenario: Scenario, **extra: Any) -> Any:
@@ -154,6 +202,6 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
     if unknown:
         raise ConfigError(f"unknown scenario option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
     values = dict(data)
-    if "defenses" in values:
+    if isinstance(values.get("defenses"), list):
         values["defenses"] = tuple(values["defenses"])
     return Scenario(**values)

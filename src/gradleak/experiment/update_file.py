@@ -17,8 +17,9 @@ from gradleak.core.results import RunResult
 from gradleak.core.types import Progress
 from gradleak.experiment.fit import fit_report, fit_warning
 from gradleak.experiment.model_state import prepare_model
+from gradleak.experiment.outputs import RunFolder
 from gradleak.experiment.run import figure_png
-from gradleak.experiment.runfolder import check_out_dir, prepare_out_dir, save_tensors, write_json
+from gradleak.experiment.runfolder import json_text, tensor_bytes
 from gradleak.experiment.scenario import Scenario, build_attack
 from gradleak.experiment.update_io import load_update
 
@@ -38,27 +39,29 @@ def attack_update_file(scenario: Scenario, path: str | Path, out_dir: str | Path
     scenario.validate()
     dev = resolve_device("cpu" if device is None else device)
     attack = build_attack(scenario)
-    check_out_dir(out_dir, overwrite=overwrite)
-    local = scenario.local_training() if (kind or "") == "weight_delta" else None
-    update = load_update(path, kind=kind, num_examples=num_examples, local_training=local)
-    model, dataset, model_info = prepare_model(scenario.model, scenario.model_options, scenario.dataset,
-                                      scenario.dataset_options, seed=scenario.seed,
-                                      model_state=scenario.model_state, checkpoint=scenario.checkpoint)
-    model.train(scenario.mode == "train")
-    rec = attack.run(model, update, shape=dataset.shape, progress=progress, device=dev)
-    fit = fit_report(model, update, rec, exact=attack.exact)
-    fit["warning"] = fit_warning(fit, update, model, labels_from=rec.info.get("labels_from"))
-    out = prepare_out_dir(out_dir, overwrite=overwrite)
-    result = RunResult(scenario=asdict(scenario), metrics={}, per_image=[], matching=[], reconstruction=rec,
-                       truth=None, seconds=rec.seconds, out_dir=str(out), model_state=model_info, fit=fit,
-                       extra={"update": str(path), "num_examples": update.num_examples,
-                              "labels": None if rec.labels is None else rec.labels.tolist(),
-                              "labels_from": rec.info.get("labels_from")})
-    summary = saved_update_summary(result)
-    write_json(out / "config.json", {"scenario": result.scenario, "update": str(path)})
-    write_json(out / "metrics.json", {**summary, "info": rec.info, "loss_history": rec.loss_history})
-    (out / "reconstruction.png").write_bytes(figure_png(result))
-    save_tensors(out / "tensors.safetensors", {"reconstruction": rec.inputs})
+    with RunFolder(out_dir, overwrite=overwrite) as folder:
+        local = scenario.local_training() if (kind or "") == "weight_delta" else None
+        update = load_update(path, kind=kind, num_examples=num_examples, local_training=local)
+        model, dataset, model_info = prepare_model(scenario.model, scenario.model_options, scenario.dataset,
+                                                   scenario.dataset_options, seed=scenario.seed,
+                                                   model_state=scenario.model_state,
+                                                   checkpoint=scenario.checkpoint)
+        model.train(scenario.mode == "train")
+        rec = attack.run(model, update, shape=dataset.shape, progress=progress, device=dev)
+        fit = fit_report(model, update, rec, exact=attack.exact)
+        fit["warning"] = fit_warning(fit, update, model, labels_from=rec.info.get("labels_from"))
+        result = RunResult(scenario=asdict(scenario), metrics={}, per_image=[], matching=[], reconstruction=rec,
+                           truth=None, seconds=rec.seconds, out_dir=str(folder.path), model_state=model_info,
+                           fit=fit, extra={"update": str(path), "num_examples": update.num_examples,
+                                           "labels": None if rec.labels is None else rec.labels.tolist(),
+                                           "labels_from": rec.info.get("labels_from")})
+        summary = saved_update_summary(result)
+        folder.write_bytes("config.json", json_text({"scenario": result.scenario, "update": str(path)}).encode())
+        folder.write_bytes("metrics.json", json_text({**summary, "info": rec.info,
+                                                      "loss_history": rec.loss_history}).encode())
+        folder.write_bytes("reconstruction.png", figure_png(result))
+        folder.write_bytes("tensors.safetensors", tensor_bytes({"reconstruction": rec.inputs}))
+        folder.commit()
     return result
 
 

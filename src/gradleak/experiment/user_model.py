@@ -69,9 +69,10 @@ def load_factory(spec: str) -> Callable[..., Any]:
     else:
         try:
             module = importlib.import_module(where)
-        except ImportError as err:
-            raise ConfigError(f"model {spec!r}: cannot import module {where!r} ({err}); pass a file path "
-                              "ending in .py, or install the package that holds it") from err
+        except Exception as err:  # ImportError, or the module's own code failing as it is imported
+            raise ConfigError(f"model {spec!r}: cannot import module {where!r} ({type(err).__name__}: "
+                              f"{str(err)[:200]}); pass a file path ending in .py, or install the package "
+                              "that holds it") from err
     factory = getattr(module, name, None)
     if not callable(factory):
         found = sorted(n for n, v in vars(module).items()
@@ -129,8 +130,16 @@ def build_user_model(spec: str, *, shape: Sequence[int], num_classes: int, seed:
         except TypeError as err:
             raise ConfigError(f"model {spec!r} could not be built ({err}); a factory may take shape, "
                               "num_classes, seed and its own --model-option values as keywords") from err
+        except Exception as err:  # the user's code failed: say where, not a gradleak traceback
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise ConfigError(f"model {spec!r}: the factory raised {type(err).__name__}: {first} "
+                              "(fix the factory or its --model-option values)") from err
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+        raise ConfigError(f"model {spec!r} returned {type(model).__name__}, not a torch.nn.Module; "
+                          "the factory must return the model (an nn.Module instance)")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"model {spec!r} has no trainable parameters, so a client update would be empty; "
+                          "return the model the clients train")
     return model
 
 

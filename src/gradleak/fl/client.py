@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradleak.core.errors import ConfigError
 from gradleak.core.types import ClientUpdate, LocalTraining
+from gradleak.core.validate import labels_problem, tensor_problem
 
 Mode = Literal["train", "eval"]
 
@@ -39,10 +41,34 @@ class LocalTrainer(Protocol):
         ...
 
 
-def _client_copy(model: nn.Module, mode: Mode) -> nn.Module:
+def _client_copy(model: nn.Module, mode: Mode, inputs: torch.Tensor, labels: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` for the client, after checking the batch fits it (one line per problem)."""
     if mode not in ("train", "eval"):
-        raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        raise ConfigError(f"mode must be 'train' or 'eval', got {mode!r}")
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    problem = tensor_problem("inputs", inputs, what="client")
+    if problem is None and (inputs.dim() < 2 or inputs.shape[0] < 1):
+        problem = f"client inputs must be a batch (B, C, H, W) with B >= 1, got shape {tuple(inputs.shape)}"
+    problem = problem or labels_problem(labels, int(inputs.shape[0]), "client labels")
+    if problem is None and not torch.isfinite(inputs).all():
+        problem = "client inputs contain NaN or inf"
+    if problem:
+        raise ConfigError(problem)
     client = copy.deepcopy(model)
+    client.eval()  # a shape check that cannot touch BatchNorm's running statistics
+    try:
+        with torch.no_grad():
+            logits = client(inputs[:1])
+    except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"the model cannot run on inputs of shape {tuple(inputs.shape)} ({first[:200]}); "
+                          "pass pixels of the shape the model was built for") from None
+    if logits.dim() != 2:
+        raise ConfigError(f"the model returns shape {tuple(logits.shape)}; a classifier returns (B, classes)")
+    if labels.numel() and int(labels.max()) >= logits.shape[1]:
+        raise ConfigError(f"client labels reach class {int(labels.max())} but the model has "
+                          f"{logits.shape[1]} classes (0..{logits.shape[1] - 1})")
     client.train(mode == "train")
     return client
 
@@ -72,7 +98,7 @@ def fedsgd_update(
         labels_leak: put the labels in the update (a threat model where they leak).
         trainer: a training defense (DP-SGD, MixUp) that computes the gradient instead.
     """
-    client = _client_copy(model, mode)
+    client = _client_copy(model, mode, inputs, labels)
     params = dict(client.named_parameters())
     if trainer is not None:
         named = trainer.gradient(client, inputs, labels)
@@ -159,7 +185,9 @@ def fedavg_update(
         labels_leak: put the labels in the update.
         trainer: a training defense (DP-SGD, MixUp) that runs local training instead.
     """
-    client = _client_copy(model, mode)
+    if not isinstance(local, LocalTraining):
+        raise ConfigError(f"local must be a LocalTraining(lr=..., epochs=..., batch_size=...), got {local!r}")
+    client = _client_copy(model, mode, inputs, labels)
     before = {n: p.detach().clone() for n, p in client.named_parameters()}
     (trainer.train if trainer is not None else local_sgd)(client, inputs, labels, local, seed=seed)
     after = {n: p.detach().clone() for n, p in client.named_parameters()}

@@ -21,13 +21,14 @@ Example:
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from gradleak.core.errors import ConfigError, DataError, UnknownNameError
+from gradleak.core.schema import check_options
+from gradleak.core.torchfile import check_file, first_line, load_weights_only
 from gradleak.generative.base import Generator
 from gradleak.generative.dcgan import ConditionalDCGAN
 
@@ -84,9 +85,10 @@ def load_generator(source: str | Path | Generator, *, generator: Generator | Non
             raise ConfigError(f"{path} holds weights without a gradleak config; build your Generator and "
                               f"pass it: load_generator(path, generator=MyGenerator(...))")
         arch = config.pop("arch", "dcgan")
-        if arch not in ARCHITECTURES:
+        if not isinstance(arch, str) or arch not in ARCHITECTURES:
             raise ConfigError(f"{path} is for architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-        generator = ARCHITECTURES[arch](**config)
+        factory = ARCHITECTURES[arch]
+        generator = factory(**check_options(factory, config, f"the generator config in {path}"))
     load_weights(generator, state, source=str(path))
     return generator.eval()
 
@@ -108,20 +110,30 @@ def load_weights(generator: Generator, state: Mapping[str, torch.Tensor], *, sou
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
+    check_file(path, "generator weights", ".safetensors or .pt")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors import SafetensorError, safe_open
 
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
                 state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-            return state, json.loads(meta["config"]) if "config" in meta else None
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
-        raise DataError(f"cannot read generator weights {path}: {err}") from err
+            config = json.loads(meta["config"]) if "config" in meta else None
+        except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+            raise DataError(f"cannot read generator weights {path}: {first_line(err)}") from None
+        if config is not None and not isinstance(config, dict):
+            raise DataError(f"{path}: its 'config' metadata must be a JSON object, got {type(config).__name__}")
+        return state, config
+    obj = load_weights_only(path, "generator weights")
     if isinstance(obj, Mapping) and "state_dict" in obj:
-        return dict(obj["state_dict"]), dict(obj["config"]) if "config" in obj else None
-    if not isinstance(obj, Mapping):
-        raise DataError(f"{path} does not hold a state dict (got {type(obj).__name__}); "
+        obj, config = obj["state_dict"], obj.get("config")
+        if config is not None and not isinstance(config, Mapping):
+            raise DataError(f"{path}: its 'config' entry must be a mapping, got {type(config).__name__}")
+        config = dict(config) if config is not None else None
+    else:
+        config = None
+    if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                               for k, v in obj.items()):
+        raise DataError(f"{path} does not hold a state dict (name → tensor), got {type(obj).__name__}; "
                         "save one with torch.save(generator.state_dict(), path)")
-    return dict(obj), None
+    return dict(obj), config

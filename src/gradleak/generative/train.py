@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from gradleak.core.errors import ConfigError
+from gradleak.core.limits import MAX_EPOCHS, check_seed
+from gradleak.core.validate import int_problem, real_problem
 from gradleak.generative.dcgan import ConditionalDCGAN, Discriminator
 
 log = logging.getLogger(__name__)
@@ -100,7 +103,12 @@ def save_generator(generator: ConditionalDCGAN, path: str | Path, *, extra: dict
     meta = {"config": json.dumps(generator.config()), "extra": json.dumps(extra or {})}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=meta)
+    tmp = path.with_name(f".gradleak-tmp-{os.getpid()}-{path.name}")
+    try:
+        save_file(state, str(tmp), metadata=meta)
+        os.replace(tmp, path)  # the weights appear whole, or not at all
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -154,13 +162,22 @@ def train_prior(
     from gradleak.data.splits import load_splits
 
     dev = resolve_device("cpu" if device is None else device)
+    problems = [p for p in (
+        int_problem("epochs", epochs, low=1, high=MAX_EPOCHS), int_problem("batch_size", batch_size, low=1),
+        int_problem("width", width, low=1, high=4096), int_problem("sample_every", sample_every, low=1),
+        real_problem("lr", lr, low=0, low_open=True), real_problem("ema", ema, low=0, high=0.999999)) if p]
     if split not in ("train", "all"):
-        raise ConfigError(f"split must be 'train' or 'all', got {split!r}")
+        problems.append(f"split must be 'train' or 'all', got {split!r}")
+    if problems:
+        raise ConfigError("prior training: " + "; ".join(problems))
+    check_seed(seed)
     data = load_splits(dataset, {}).train if split == "train" else load_dataset(dataset)
     if data.shape != (1, 28, 28):
         raise ConfigError(f"the DCGAN prior makes 1×28×28 images; dataset {dataset!r} has shape "
                           f"{data.shape} (use an attack without a prior, or a dataset like 'mnist')")
     labels = tuple(classes) if classes is not None else tuple(range(data.num_classes))
+    if not labels or any(not isinstance(c, int) or not 0 <= c < data.num_classes for c in labels):
+        raise ConfigError(f"classes must be labels of {dataset!r} (0..{data.num_classes - 1}), got {list(labels)}")
     keep = torch.isin(data.labels, torch.tensor(labels))
     x_all = data.inputs[keep]
     table = torch.full((data.num_classes,), -1, dtype=torch.long)

@@ -23,10 +23,10 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: float | Sequence[float] = 0.5, std: float | Sequence[float] = 0.5) -> None:
         super().__init__()
+        if any(not s > 0 for s in (std if isinstance(std, Sequence) else [std])):  # no tensor: builds on meta
+            raise ValueError(f"std must be positive, got {std}")
         mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
         std_t = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
-        if (std_t <= 0).any():
-            raise ValueError(f"std must be positive, got {std}")
         self.register_buffer("mean", mean_t, persistent=False)
         self.register_buffer("std", std_t, persistent=False)
 

@@ -1,6 +1,7 @@
 """The built-in models: plain ``nn.Module``s built from name + seed + input shape + classes.
 
 Example:
+    >>> import torch
     >>> from gradleak.models import build_model
     >>> model = build_model("lenet", shape=(1, 28, 28), num_classes=10, seed=0)
     >>> model(torch.rand(2, 1, 28, 28)).shape
@@ -9,9 +10,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from gradleak.models.layers import Normalize
@@ -28,7 +29,7 @@ def mlp(shape: Shape, num_classes: int, widths: Sequence[int] | int = (200, 200)
     if isinstance(widths, int):
         widths = (widths,)
     layers: list[nn.Module] = [Normalize(mean, std), nn.Flatten()]
-    fan_in = int(torch.tensor(shape).prod())
+    fan_in = math.prod(shape)
     for w in widths:
         layers += [nn.Linear(fan_in, int(w)), nn.ReLU()]
         fan_in = int(w)

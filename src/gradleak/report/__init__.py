@@ -11,20 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from gradleak.core.errors import ConfigError
+from gradleak.experiment.outputs import check_output_file, write_file
 from gradleak.report.html import render_html, write_html
 from gradleak.report.tabular import BY, csv_table, markdown_table, render_table
 
 FORMATS = ("html", "md", "csv")
 
 
-def write_report(db: str | Path, out: str | Path | None, *, fmt: str = "html", by: str = "summary") -> str:
+def write_report(db: str | Path, out: str | Path | None, *, fmt: str = "html", by: str = "summary",
+                 overwrite: bool = False) -> str:
     """Write the report of ``db`` in ``fmt`` to ``out`` (or return it when ``out`` is None).
+
+    ``out`` is checked before the report is made (an existing file needs ``overwrite``; a folder,
+    a path under a file or an unwritable folder is refused) and written to a temporary name,
+    then renamed into place.
 
     Args:
         db: the SQLite file of a sweep (it may still be running).
         out: the output file; ``None`` returns the text instead.
         fmt: ``html``, ``md`` or ``csv``.
         by: for ``md``/``csv``: ``summary`` (attack × defense), ``preset``, ``config`` or ``runs``.
+        overwrite: replace an existing ``out``.
 
     Returns:
         The path written, or the report text when ``out`` is None.
@@ -36,12 +43,11 @@ def write_report(db: str | Path, out: str | Path | None, *, fmt: str = "html", b
         problems.append(f"unknown table grouping {by!r}; choose one of: {', '.join(BY)}")
     if problems:
         raise ConfigError("; ".join(problems))
+    path = None if out is None else check_output_file(out, overwrite=overwrite, what="report file")
     text = render_html(db) if fmt == "html" else render_table(db, fmt_name=fmt, by=by)
-    if out is None:
+    if path is None:
         return text
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_file(path, text, overwrite=overwrite)
     return str(path)
 
 

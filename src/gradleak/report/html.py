@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gradleak.experiment.outputs import check_output_file, write_file
 from gradleak.report.plots import make_plots, png_bytes
 from gradleak.report.stats import (
     METRIC_NAMES,
@@ -180,9 +181,8 @@ def _versions(rows: list[dict[str, Any]]) -> str:
     return f"<h2>Versions</h2><ul>{items}</ul>"
 
 
-def write_html(db: str | Path, out: str | Path, *, title: str | None = None) -> Path:
-    """Write the HTML report of ``db`` to ``out`` and return its path."""
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(db, title=title), encoding="utf-8")
+def write_html(db: str | Path, out: str | Path, *, title: str | None = None, overwrite: bool = True) -> Path:
+    """Write the HTML report of ``db`` to ``out`` (a temporary name renamed into place); return its path."""
+    path = check_output_file(out, overwrite=overwrite, what="report file")
+    write_file(path, render_html(db, title=title), overwrite=overwrite)
     return path

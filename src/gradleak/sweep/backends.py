@@ -1,6 +1,6 @@
 """Where sweep runs execute: a local process pool or a Ray cluster; the driver alone writes SQLite.
 
-Every run executes :func:`execute_run` in a worker: it sets torch's thread count to the CPUs the
+Every run executes :func:`gradleak.sweep.units.execute_run` in a worker: it sets torch's thread count to the CPUs the
 run was given, runs the scenario in memory, and returns the metrics, per-image scores and the
 ``reconstruction.png`` bytes (nothing is written to the worker's disk, so Ray nodes need no
 shared filesystem). Any exception inside a run becomes a ``failed`` result with its error.
@@ -24,6 +24,7 @@ attack (they differ only on the client's side: defenses, protocol, label mode; s
 Example:
     >>> from gradleak.experiment import Scenario
     >>> from gradleak.sweep import scenario_config
+    >>> from gradleak.sweep.units import execute_run
     >>> s = Scenario(attack="ig", dataset="digits", model="mlp", attack_options={"steps": 2})
     >>> execute_run({"key": "k", "config": scenario_config(s), "threads": 1})["status"]
     'done'
@@ -32,108 +33,21 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import importlib.util
 import logging
 import multiprocessing
 import os
-import platform
-import socket
-import time
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gradleak.core.errors import ConfigError, MissingDependencyError
+from gradleak.core.errors import ConfigError, MissingDependencyError, StoreBusyError
+from gradleak.core.limits import MAX_WORKERS
+from gradleak.sweep.units import execute_unit
+from gradleak.sweep.workers import init_worker, sigint_blocked, terminate_pool
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ray")
-
-
-def versions() -> dict[str, str]:
-    """Versions of what produced a result."""
-    import numpy
-    import torch
-
-    from gradleak.core.version import __version__
-
-    return {"gradleak": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
-
-
-def execute_run(task: dict[str, Any]) -> dict[str, Any]:
-    """Run one planned scenario and return its result (never raises for a failing run).
-
-    Args:
-        task: ``key``, ``config`` (a scenario dict), optional ``preset``, ``threads`` and ``device``.
-    """
-    import torch
-
-    from gradleak.experiment.run import run_scenario
-    from gradleak.experiment.scenario import scenario_from_dict
-
-    if task.get("threads"):
-        torch.set_num_threads(int(task["threads"]))
-    result: dict[str, Any] = {"key": task["key"], "preset": task.get("preset"), "config": task["config"],
-                              "versions": versions(), "host": socket.gethostname()}
-    start = time.perf_counter()
-    try:
-        done_result(result, run_scenario(scenario_from_dict(task["config"]), device=task.get("device")))
-    except Exception as err:  # a failing run is a result to store, not a crash of the sweep
-        log.debug("run %s failed", task["key"], exc_info=True)
-        result.update(status="failed", error=f"{type(err).__name__}: {err}",
-                      detail={"traceback": traceback.format_exc(limit=8)})
-    result["wall_seconds"] = time.perf_counter() - start
-    return result
-
-
-def done_result(result: dict[str, Any], run: Any) -> dict[str, Any]:
-    """Fill ``result`` from a finished :class:`~gradleak.core.results.RunResult` (status ``done``)."""
-    from gradleak.experiment.run import reconstruction_png
-
-    rec = run.reconstruction
-    result["image"] = reconstruction_png(rec, run.truth, run.matching)
-    losses = rec.loss_history
-    result.update(status="done", metrics=run.metrics, seconds=run.seconds,
-                  detail={"per_image": run.per_image, "matching": run.matching,
-                          "final_loss": losses[-1] if losses else None, "info": rec.info, "fit": run.fit,
-                          "split": run.split, "indices": run.indices, "preset": run.preset,
-                          "hyperparameters": run.hyperparameters, "assumptions": run.assumptions})
-    return result
-
-
-def execute_unit(unit: dict[str, Any]) -> list[dict[str, Any]]:
-    """One task, or a group of tasks (``{"group": [...]}``) attacked in one batched pass; their results."""
-    if "group" in unit:
-        return execute_group(unit["group"])
-    return [execute_run(unit)]
-
-
-def execute_group(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run a group's scenarios with one batched attack; one result per task (never raises)."""
-    import torch
-
-    from gradleak.experiment.batched import run_scenarios
-    from gradleak.experiment.scenario import scenario_from_dict
-
-    if tasks[0].get("threads"):
-        torch.set_num_threads(int(tasks[0]["threads"]))
-    start = time.perf_counter()
-    try:
-        runs = run_scenarios([scenario_from_dict(t["config"]) for t in tasks], device=tasks[0].get("device"))
-    except Exception:  # one bad run must not fail the others: run them one at a time
-        return [execute_run(t) for t in tasks]
-    wall = (time.perf_counter() - start) / len(tasks)
-    results = []
-    for task, run in zip(tasks, runs, strict=True):
-        result: dict[str, Any] = {"key": task["key"], "preset": task.get("preset"), "config": task["config"],
-                                  "versions": versions(), "host": socket.gethostname()}
-        try:
-            done_result(result, run)
-        except Exception as err:  # e.g. the image could not be drawn: this run failed, the others did not
-            result.update(status="failed", error=f"{type(err).__name__}: {err}")
-        result["wall_seconds"] = wall
-        results.append(result)
-    return results
 
 
 def _begin(on_begin: Any, unit: dict[str, Any]) -> None:
@@ -167,9 +81,8 @@ def run_local(tasks: list[dict[str, Any]], *, workers: int | None = None, cpus_p
         cpus_per_run: torch threads per run (default 1).
         on_begin: ``fn(task)`` called when a run is handed to a worker.
     """
+    check_backend_options("local", workers, None, cpus_per_run)
     workers = default_workers() if workers is None else workers
-    if workers < 0:
-        raise ConfigError(f"--workers must be >= 0 (0 = in this process), got {workers}")
     if workers == 0:
         for task in tasks:
             _begin(on_begin, task)
@@ -179,14 +92,18 @@ def run_local(tasks: list[dict[str, Any]], *, workers: int | None = None, cpus_p
     pending = list(reversed(tasks))
     context = multiprocessing.get_context("spawn")
     while pending:
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        with sigint_blocked():
+            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker,
+                                          initargs=(os.getpid(),))
         running: dict[cf.Future[dict[str, Any]], dict[str, Any]] = {}
         broken = False
+        finished_cleanly = False
         try:
             while (pending or running) and not broken:
                 while pending and len(running) < workers:
                     task = pending.pop()
-                    running[pool.submit(execute_unit, with_threads(task, threads))] = task
+                    with sigint_blocked():  # submit may spawn a worker
+                        running[pool.submit(execute_unit, with_threads(task, threads))] = task
                     _begin(on_begin, task)
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
@@ -202,7 +119,10 @@ def run_local(tasks: list[dict[str, Any]], *, workers: int | None = None, cpus_p
                                    for t in _unit_tasks(task)]
                     yield from results
             pending.extend(running.values())  # in-flight runs lost with a broken pool run again
+            finished_cleanly = True
         finally:
+            if not finished_cleanly:  # Ctrl-C, an error, or the caller stopped early: no run outlives us
+                terminate_pool(pool)
             pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -220,24 +140,49 @@ def _ray_execute(unit: dict[str, Any]) -> list[dict[str, Any]]:
     return execute_unit(with_threads(unit, max(1, int(cpus))))
 
 
-def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address: str | None = None,
-            cpus_per_run: int | None = None, on_begin: Any = None,
-            gpus_per_run: float = 0) -> Iterator[dict[str, Any]]:
-    """Execute tasks (or groups) as Ray tasks, each asking for ``cpus_per_run`` CPUs and ``gpus_per_run``
-    GPUs; yield results to the driver as they finish."""
+def start_ray(workers: int | None, address: str | None) -> bool:
+    """Join the Ray cluster at ``address`` or start a local Ray; True when this call started it.
+
+    A cluster that cannot be reached is one :class:`ConfigError` line (before any run is announced).
+    """
     try:
         import ray
     except ImportError:
         raise MissingDependencyError("ray", "ray") from None
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    started = False
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return False
+    try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=False)
-        started = True
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+        raise ConfigError(f"could not start or join {where} ({first[:200]}); start one with "
+                          "'ray start --head', or drop --address to start a local Ray") from None
+    return True
+
+
+def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address: str | None = None,
+            cpus_per_run: int | None = None, on_begin: Any = None,
+            gpus_per_run: float = 0) -> Iterator[dict[str, Any]]:
+    """Execute tasks (or groups) as Ray tasks, each asking for ``cpus_per_run`` CPUs and ``gpus_per_run``
+    GPUs; yield results to the driver as they finish.
+
+    Ray is joined (or started) when this is called, not when the first result is asked for.
+    """
+    started = start_ray(workers, address)
+    return _ray_results(tasks, workers=workers, cpus_per_run=cpus_per_run, started=started, on_begin=on_begin,
+                        gpus_per_run=gpus_per_run)
+
+
+def _ray_results(tasks: list[dict[str, Any]], *, workers: int | None, cpus_per_run: int | None,
+                 started: bool, on_begin: Any = None, gpus_per_run: float = 0) -> Iterator[dict[str, Any]]:
+    import ray
+
     try:
         cpus = cpus_per_run or 1
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus_per_run, max_retries=0)(_ray_execute)
@@ -262,6 +207,27 @@ def run_ray(tasks: list[dict[str, Any]], *, workers: int | None = None, address:
             ray.shutdown()
 
 
+def check_backend_options(backend: str, workers: int | None, address: str | None,
+                          cpus_per_run: int | None) -> None:
+    """Refuse backend settings a sweep could not run with (a dry run checks them too)."""
+    problems = []
+    if backend not in BACKENDS:
+        problems.append(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or not 0 <= workers <= MAX_WORKERS):
+        problems.append(f"--workers must be an integer between 0 (in this process) and {MAX_WORKERS}, "
+                        f"got {workers!r}")
+    if cpus_per_run is not None and (isinstance(cpus_per_run, bool) or not isinstance(cpus_per_run, int)
+                                     or not 1 <= cpus_per_run <= 4096):
+        problems.append(f"--cpus-per-run must be an integer between 1 and 4096, got {cpus_per_run!r}")
+    if address and backend != "ray":
+        problems.append("--address only applies to --backend ray")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise MissingDependencyError("ray", "ray")
+
+
 def execute(tasks: list[dict[str, Any]], *, backend: str = "local", workers: int | None = None,
             address: str | None = None, cpus_per_run: int | None = None, on_begin: Any = None,
             device: str = "cpu", group: bool = True, gpus_per_run: float | None = None) -> Iterator[dict[str, Any]]:
@@ -283,7 +249,8 @@ def execute(tasks: list[dict[str, Any]], *, backend: str = "local", workers: int
 def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int | None = None,
               address: str | None = None, cpus_per_run: int | None = None, retry_failed: bool = False,
               on_start: Any = None, on_result: Any = None, on_begin: Any = None, device: str = "cpu",
-              group: bool = True, gpus_per_run: float | None = None) -> dict[str, int]:
+              group: bool = True, gpus_per_run: float | None = None,
+              busy_timeout: float = 300.0) -> dict[str, int]:
     """Run a parsed :class:`~gradleak.sweep.Grid` into the results database ``db``.
 
     Finished runs are skipped; failed ones too unless ``retry_failed``. Each result is committed
@@ -298,9 +265,12 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
         on_start: ``fn(counts)`` called once with ``total``/``skipped``/``to_run`` before running.
         on_result: ``fn(result)`` called after each result is stored.
         on_begin: ``fn(task)`` called when a run starts on a worker.
+        busy_timeout: seconds a write waits for a database another process holds locked; a
+            finished run that still cannot be stored is kept in ``DB.unstored.jsonl`` (counted as
+            ``unstored``) and stored by the next sweep on ``db``.
 
     Returns:
-        ``{"total", "skipped", "done", "failed"}`` for this invocation.
+        ``{"total", "skipped", "done", "failed", "unstored"}`` for this invocation.
 
     Example:
         >>> from gradleak.sweep import parse_grid
@@ -308,31 +278,64 @@ def run_sweep(grid: Any, db: str | Path, *, backend: str = "local", workers: int
         >>> run_sweep(g, "/tmp/doc.sqlite")["total"]  # doctest: +SKIP
         1
     """
-    from gradleak.sweep.grid import scenario_config
     from gradleak.sweep.grouping import sweep_device
-    from gradleak.sweep.store import Store
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    check_backend_options(backend, workers, address, cpus_per_run)
     sweep_device(device, backend)  # a device this machine lacks fails before anything is stored
-    with Store(db) as store:
+    # Ray is joined before the database is opened: a cluster that cannot be reached leaves no file
+    started = start_ray(workers, address) if backend == "ray" else False
+    try:
+        return _sweep(grid, db, backend=backend, workers=workers, address=address, cpus_per_run=cpus_per_run,
+                      retry_failed=retry_failed, on_start=on_start, on_result=on_result, on_begin=on_begin,
+                      busy_timeout=busy_timeout, device=device, group=group, gpus_per_run=gpus_per_run)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _sweep(grid: Any, db: str | Path, *, backend: str, workers: int | None, address: str | None,
+           cpus_per_run: int | None, retry_failed: bool, on_start: Any, on_result: Any, on_begin: Any,
+           busy_timeout: float, device: str, group: bool, gpus_per_run: float | None) -> dict[str, int]:
+    from gradleak.sweep.grid import scenario_config
+    from gradleak.sweep.store import Store
+    from gradleak.sweep.storefile import keep_unstored, read_unstored, unstored_path
+
+    with Store(db, busy_timeout=busy_timeout) as store:
+        kept = read_unstored(db)  # finished runs an earlier sweep could not store: store them first
+        for result in kept:
+            store.record(result)
+        if kept:
+            unstored_path(db).unlink()
+            log.warning("stored %d finished run(s) kept in %s by an earlier sweep", len(kept), unstored_path(db))
         planned = [(r.key, r.preset, scenario_config(r.scenario)) for r in grid.runs]
         sweep_id = store.start_sweep(grid.source, grid.text, backend, planned)
         status = store.statuses()
         skip = {"done"} if retry_failed else {"done", "failed"}
         tasks = [{"key": k, "preset": p, "config": c} for k, p, c in planned if status.get(k) not in skip]
-        counts = {"total": len(planned), "skipped": len(planned) - len(tasks), "done": 0, "failed": 0}
+        counts = {"total": len(planned), "skipped": len(planned) - len(tasks), "done": 0, "failed": 0,
+                  "unstored": 0}
         log.info("sweep %s: %d planned, %d already stored, %d to run on %s", grid.source, len(planned),
                  counts["skipped"], len(tasks), backend)
+        results = execute(tasks, backend=backend, workers=workers, address=address, cpus_per_run=cpus_per_run,
+                          on_begin=on_begin, device=device, group=group,
+                          gpus_per_run=gpus_per_run) if tasks else iter(())  # joins Ray now
         if on_start is not None:
             on_start({**counts, "to_run": len(tasks)})
         if tasks:
-            for result in execute(tasks, backend=backend, workers=workers, address=address,
-                                  cpus_per_run=cpus_per_run, on_begin=on_begin, device=device, group=group,
-                                  gpus_per_run=gpus_per_run):
-                store.record(result)
+            for result in results:
+                try:
+                    store.record(result)
+                except StoreBusyError as err:  # never drop a finished run: keep it beside the database
+                    side = keep_unstored(db, result)
+                    counts["unstored"] += 1
+                    log.warning("%s; run %s kept in %s (the next sweep stores it)", err, result["key"], side)
                 counts[result["status"]] += 1
                 if on_result is not None:
                     on_result(result)
-        store.finish_sweep(sweep_id, counts["done"], counts["failed"])
+        try:
+            store.finish_sweep(sweep_id, counts["done"], counts["failed"])
+        except StoreBusyError as err:
+            log.warning("%s; the sweep's end was not stamped", err)
     return counts

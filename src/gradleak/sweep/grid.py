@@ -48,13 +48,14 @@ import hashlib
 import itertools
 import json
 import sys
-import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gradleak.core.errors import ConfigError, GradleakError
-from gradleak.experiment.scenario import Scenario, build_attack, scenario_from_dict
+from gradleak.core.limits import MAX_CHECKED_VALUES, MAX_GRID_BYTES, MAX_GRID_DEPTH
+from gradleak.experiment.scenario import Scenario, scenario_from_dict
+from gradleak.sweep.checks import DICT_FIELDS, check_values, component_problems, field_types, scenario_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,7 +65,6 @@ else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport
 DEFAULT_MAX_RUNS = 10_000
 TABLES = ("sweep", "base", "grid", "per_attack", "presets")
 SWEEP_KEYS = ("max_runs", "description", "name")
-DICT_FIELDS = ("attack_options", "model_options", "dataset_options")
 # CLI spellings that are not Scenario fields → canonical key (a field or "FIELD.option").
 ALIASES = {
     "steps": "attack_options.steps", "restarts": "attack_options.restarts", "defense": "defenses",
@@ -95,13 +95,6 @@ class Grid:
     presets: tuple[str, ...]
 
 
-def scenario_config(scenario: Scenario) -> dict[str, Any]:
-    """The scenario as plain JSON-able data (defenses as a list)."""
-    data = asdict(scenario)
-    data["defenses"] = list(data["defenses"])
-    return data
-
-
 def scenario_hash(scenario: Scenario) -> str:
     """A stable 16-hex-digit hash of the settings that differ from the defaults.
 
@@ -117,33 +110,10 @@ def scenario_hash(scenario: Scenario) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(Scenario)
-    return {f.name: hints[f.name] for f in fields(Scenario)}
-
-
-def _type_problem(key: str, value: Any, kind: Any) -> str | None:
-    """Why ``value`` does not fit the Scenario field type ``kind`` (None when it fits)."""
-    args = typing.get_args(kind)
-    if value is None or value == "none":
-        return None if type(None) in args else f"{key} cannot be empty/none"
-    base = next((a for a in args if a is not type(None)), kind) if args and type(None) in args else kind
-    origin = typing.get_origin(base) or base
-    ok = {
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        bool: isinstance(value, bool),
-        str: isinstance(value, str),
-        tuple: isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
-        dict: isinstance(value, dict),
-    }.get(origin, True)
-    return None if ok else f"{key} must be {getattr(origin, '__name__', origin)}, got {value!r}"
-
-
 def canonical_key(name: str) -> str | None:
     """``batch-size`` → ``batch_size``, ``steps`` → ``attack_options.steps``; None when unknown."""
     head, dot, rest = name.replace("-", "_").partition(".")
-    fields_ = _field_types()
+    fields_ = field_types()
     head = ALIASES.get(head, head)
     if head in fields_:
         if dot and head not in DICT_FIELDS:
@@ -155,7 +125,7 @@ def canonical_key(name: str) -> str | None:
 
 
 def _suggest(name: str) -> str:
-    valid = sorted(set(_field_types()) | set(ALIASES))
+    valid = sorted(set(field_types()) | set(ALIASES))
     close = difflib.get_close_matches(name.replace("-", "_"), valid, n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     return f"{hint}valid options: {', '.join(valid)}"
@@ -207,16 +177,6 @@ def _per_attack(table: Any, where: str, problems: list[str]) -> dict[str, dict[s
     return {name: dict(options) for name, options in table.items()}
 
 
-def _check_values(axes: dict[str, list[Any]], where: str, problems: list[str]) -> None:
-    types = _field_types()
-    for key, values in axes.items():
-        if key in types:
-            for value in values:
-                problem = _type_problem(key, value, types[key])
-                if problem:
-                    problems.append(f"{where}: {problem}")
-
-
 def _resolve(values: dict[str, Any], per_attack: dict[str, dict[str, Any]]) -> Scenario:
     data: dict[str, Any] = {name: {} for name in DICT_FIELDS}
     for key, value in values.items():
@@ -239,38 +199,6 @@ def _default_config() -> dict[str, Any]:
     return scenario_config(Scenario())
 
 
-def _component_problems(scenario: Scenario, memo: dict[str, list[str]]) -> list[str]:
-    """Everything wrong with one scenario, checked part by part and memoised by the part's settings."""
-    from gradleak.core.registry import DATASETS, LABEL_METHODS
-    from gradleak.defenses.base import build_defenses
-    from gradleak.defenses.pipeline import check_composition
-    from gradleak.experiment.user_model import check_model
-
-    config = scenario_config(scenario)
-    checks = {
-        "scenario": (lambda: scenario.validate(),
-                     [k for k in config if k not in DICT_FIELDS and k != "defenses"]),
-        "attack": (lambda: build_attack(scenario), ["attack", "attack_options", "labels", "seed"]),
-        "dataset": (lambda: DATASETS.get(scenario.dataset), ["dataset"]),
-        "model": (lambda: check_model(scenario.model, scenario.model_options), ["model", "model_options"]),
-        "defenses": (lambda: check_composition(build_defenses(scenario.defenses, seed=scenario.seed)),
-                     ["defenses"]),
-    }
-    if scenario.labels not in ("own", "known", "restore", "auto"):
-        checks["labels"] = (lambda: LABEL_METHODS.get(scenario.labels), ["labels"])
-    found = []
-    for name, (check, keys) in checks.items():
-        memo_key = name + json.dumps({k: config[k] for k in keys}, sort_keys=True, default=str)
-        if memo_key not in memo:
-            try:
-                check()
-                memo[memo_key] = []
-            except (GradleakError, TypeError) as err:
-                memo[memo_key] = [str(err)]
-        found += memo[memo_key]
-    return found
-
-
 def _layers(doc: dict[str, Any], problems: list[str]) -> list[tuple[str, dict[str, list[Any]], dict]]:
     """Each preset (or the single default one) as ``(name, axes, per_attack)``."""
     for name in doc:
@@ -290,7 +218,7 @@ def _layers(doc: dict[str, Any], problems: list[str]) -> list[tuple[str, dict[st
     per_attack = _per_attack(doc.get("per_attack", {}), "per_attack", problems)
     axes: dict[str, list[Any]] = {k: [v] for k, v in base.items()}
     axes.update(grid)
-    _check_values(axes, "[base]/[grid]", problems)
+    check_values(axes, "[base]/[grid]", problems)
     presets = doc.get("presets", {})
     if not presets:
         return [("default", axes, per_attack)]
@@ -305,7 +233,7 @@ def _layers(doc: dict[str, Any], problems: list[str]) -> list[tuple[str, dict[st
         p_attack = _per_attack(table.pop("per_attack", {}), f"{where}.per_attack", problems)
         p_base = _flatten(table, where, problems, lists=False)
         p_axes = {**axes, **{k: [v] for k, v in p_base.items()}, **p_grid}
-        _check_values({**{k: [v] for k, v in p_base.items()}, **p_grid}, where, problems)
+        check_values({**{k: [v] for k, v in p_base.items()}, **p_grid}, where, problems)
         # top-level per-attack defaults yield to the options this preset sets itself
         own = {k.partition(".")[2] for k in (*p_base, *p_grid) if k.startswith("attack_options.")}
         merged = {a: {**{k: v for k, v in per_attack.get(a, {}).items() if k not in own},
@@ -324,10 +252,22 @@ def parse_grid(text: str, *, source: str = "<grid>", max_runs: int | None = None
         max_runs: the expansion limit (default: ``[sweep] max_runs`` or 10 000).
         presets: run only these named presets.
     """
+    if len(text) > MAX_GRID_BYTES:
+        raise ConfigError(f"{source} is {len(text) / 2**20:.1f} MiB, more than a grid file may be "
+                          f"({MAX_GRID_BYTES // 2**20} MiB); use shorter lists (and presets)")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source} is not valid TOML: {err}; fix the file and run again") from None
+    except RecursionError:
+        raise ConfigError(f"{source} nests lists or tables too deeply to read; a grid nests at most "
+                          f"{MAX_GRID_DEPTH} levels") from None
+    if _depth(doc) > MAX_GRID_DEPTH:
+        raise ConfigError(f"{source} nests lists or tables {_depth(doc)} levels deep; a grid nests at most "
+                          f"{MAX_GRID_DEPTH} (presets.NAME.grid.defense = [[chain], ...] is 6)")
+    if not any(doc.get(t) for t in ("base", "grid", "per_attack", "presets")):
+        raise ConfigError(f"{source} sets no options, so it would plan one run of gradleak's defaults; "
+                          'write at least [base] attack = "ig" (and dataset, model, ...)')
     problems: list[str] = []
     layers = _layers(doc, problems)
     sweep = doc.get("sweep", {}) if isinstance(doc.get("sweep", {}), dict) else {}
@@ -352,22 +292,34 @@ def parse_grid(text: str, *, source: str = "<grid>", max_runs: int | None = None
     for name, axes, per_attack in layers:
         keys = list(axes)
         # within the limit: every run; beyond it, each value of each list once (to list problems)
-        combos = itertools.product(*(axes[k] for k in keys)) if total <= limit else _covering(axes)
+        combos = itertools.product(*(axes[k] for k in keys)) if total <= limit else _covering(
+            {k: v[:MAX_CHECKED_VALUES] for k, v in axes.items()})
         for combo in combos:
             try:
                 scenario = _resolve(dict(zip(keys, combo, strict=True)), per_attack)
-            except (GradleakError, TypeError) as err:
+            except (GradleakError, TypeError, ValueError) as err:
                 problems.append(f"[presets.{name}]: {err}" if name != "default" else str(err))
                 continue
             problems += [f"{name}: {p}" if name != "default" else p
-                         for p in _component_problems(scenario, memo)]
+                         for p in component_problems(scenario, memo)]
             key = scenario_hash(scenario)
             runs.setdefault(key, PlannedRun(key, name, scenario))
     if problems:
         unique = list(dict.fromkeys(problems))
+        if len(unique) == 1:
+            raise ConfigError(f"{source}: {unique[0]} (nothing was run)")
         listing = "\n".join(f"  - {p}" for p in unique)
         raise ConfigError(f"{source}: {len(unique)} problem(s), nothing was run:\n{listing}")
     return Grid(list(runs.values()), source, text, tuple(n for n, _, _ in layers))
+
+
+def _depth(value: Any) -> int:
+    """How deeply tables and lists nest in a parsed grid (a scalar is 0)."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
 
 def _covering(axes: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
@@ -394,6 +346,15 @@ def load_grid(path: str | Path, *, max_runs: int | None = None, presets: list[st
         ('spear_exact_vs_b', ...)
     """
     file = Path(path)
+    if file.is_dir():
+        raise ConfigError(f"grid file {file} is a folder; pass the path of a TOML grid file")
     if not file.is_file():
         raise ConfigError(f"grid file {file} does not exist; pass the path of a TOML grid")
-    return parse_grid(file.read_text(), source=str(file), max_runs=max_runs, presets=presets)
+    if file.stat().st_size > MAX_GRID_BYTES:
+        raise ConfigError(f"grid file {file} is {file.stat().st_size / 2**20:.1f} MiB, more than a grid file may "
+                          f"be ({MAX_GRID_BYTES // 2**20} MiB); use shorter lists (and presets)")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read grid file {file} ({err}); save it as UTF-8 TOML") from None
+    return parse_grid(text, source=str(file), max_runs=max_runs, presets=presets)

@@ -4,7 +4,7 @@ Runs whose scenarios share :func:`~gradleak.experiment.batched.batch_key` (same 
 options, model, weights, data, seed; they differ only on the client's side: defenses, protocol,
 local training, label mode) form one unit of work: a worker prepares each run as usual, attacks
 all their updates with one ``Attack.run_many`` call and returns one result per run
-(:func:`gradleak.sweep.backends.execute_group`). A group that cannot run together (one of its runs
+(:func:`gradleak.sweep.units.execute_group`). A group that cannot run together (one of its runs
 is broken) falls back to one run at a time, so a bad run still fails alone.
 
 Example:

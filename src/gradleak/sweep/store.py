@@ -1,7 +1,9 @@
 """Sweep results in one SQLite file: one row per run, one transaction per finished run.
 
 The database runs in WAL mode with ``synchronous=FULL``, so a report can read while a sweep
-writes, and a committed run survives the sweep being killed. Tables:
+writes, and a committed run survives the sweep being killed. Before anything touches a file, its
+identity is checked (:mod:`gradleak.sweep.storefile`): another program's SQLite file or a newer
+gradleak's is refused untouched; a locked database is waited for with back-off. Tables:
 
 - ``runs``: one row per finished run (``status`` ``done`` or ``failed``), keyed by the scenario
   hash: the resolved config (JSON), every metric (columns and a JSON blob with per-image scores),
@@ -34,6 +36,7 @@ from typing import Any
 
 from gradleak.core.errors import DataError
 from gradleak.core.jsonable import to_jsonable
+from gradleak.sweep.storefile import APPLICATION_ID, create, identify, retry_busy
 
 METRICS = ("mse", "psnr", "ssim", "lpips", "label_accuracy", "exact_fraction")
 SCHEMA_VERSION = 1
@@ -77,25 +80,32 @@ class Store:
         readonly: open for reading only (a report on a database a sweep may still be writing).
     """
 
-    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False, busy_timeout: float = 300.0) -> None:
         self.path = Path(path)
-        self.readonly = readonly
+        self.readonly, self.busy_timeout = readonly, float(busy_timeout)
+        if readonly and not self.path.exists():
+            raise DataError(f"results database {self.path} does not exist; run 'gradleak sweep' first")
+        state = identify(self.path, SCHEMA_VERSION)  # a foreign or newer file is refused untouched
         try:
             if readonly:
-                if not self.path.is_file():
-                    raise DataError(f"results database {self.path} does not exist; run 'gradleak sweep' first")
                 self.conn = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True, timeout=30)
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                self.conn.execute("PRAGMA journal_mode=WAL")
+                if state == "new":
+                    create(self.path, lambda conn: conn.executescript(_SCHEMA))
+                self.conn = sqlite3.connect(self.path, timeout=min(5.0, self.busy_timeout), isolation_level=None)
+                self._retry(lambda: self.conn.execute("PRAGMA journal_mode=WAL"), "opening it")
                 self.conn.execute("PRAGMA synchronous=FULL")
-                self.conn.executescript(_SCHEMA)
+                if state == "legacy":  # written by gradleak before the identity stamp: stamp it now
+                    self._retry(lambda: self.conn.executescript(
+                        f"PRAGMA application_id = {APPLICATION_ID};" + _SCHEMA), "stamping it")
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("SELECT count(*) FROM runs").fetchone()
         except sqlite3.DatabaseError as err:
-            raise DataError(f"{self.path} is not a gradleak results database ({err}); "
+            raise DataError(f"{self.path} is not a readable gradleak results database ({err}); "
                             "pass the --db file a sweep wrote") from None
+
+    def _retry(self, fn: Any, what: str) -> Any:
+        return retry_busy(fn, path=self.path, busy_timeout=self.busy_timeout, what=what)
 
     def close(self) -> None:
         """Close the connection."""
@@ -108,20 +118,27 @@ class Store:
         self.close()
 
     def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """Run ``sql`` for every row inside one transaction."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.conn.executemany(sql, rows)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        """Run ``sql`` for every row inside one transaction (retried while another process holds a lock)."""
+        self._transaction(lambda: self.conn.executemany(sql, rows), "writing a result")
+
+    def _transaction(self, body: Any, what: str) -> Any:
+        def attempt() -> Any:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = body()
+                self.conn.execute("COMMIT")
+                return out
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+
+        return self._retry(attempt, what)
 
     def start_sweep(self, source: str, grid_text: str, backend: str,
                     planned: list[tuple[str, str, dict[str, Any]]]) -> int:
         """Record a sweep and its planned runs ``(key, preset, config)``; return the sweep id."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        def body() -> int:
             cur = self.conn.execute(
                 "INSERT INTO sweeps (started, source, grid, backend, planned) VALUES (?, ?, ?, ?, ?)",
                 (_now(), source, grid_text, backend, len(planned)))
@@ -130,11 +147,9 @@ class Store:
                 "INSERT INTO planned (key, preset, config, sweep_id) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
                 [(k, p, json.dumps(to_jsonable(c), sort_keys=True), sweep_id) for k, p, c in planned])
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        return sweep_id
+            return sweep_id
+
+        return int(self._transaction(body, "starting the sweep"))
 
     def finish_sweep(self, sweep_id: int, done: int, failed: int) -> None:
         """Stamp a sweep's end and counts."""

@@ -33,7 +33,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gradleak.experiment.runfolder import check_out_dir, save_tensors, write_json
+from gradleak.experiment.outputs import check_writable_out_dir, write_marker
+from gradleak.experiment.runfolder import save_tensors, write_json
 from gradleak.fl.client import local_sgd
 from gradleak.integrations.flower.clientinfo import annotate_reply
 from gradleak.integrations.flower.democonfig import (
@@ -42,6 +43,7 @@ from gradleak.integrations.flower.democonfig import (
     client_data,
     data,
     new_model,
+    preflight,
     split_defenses,
     truth_from_dir,
     truth_path,
@@ -222,9 +224,12 @@ def run_demo(cfg: DemoConfig | None = None, out_dir: str | Path | None = None, *
     require_flwr()
     from flwr.simulation import run_simulation
 
+    preflight(cfg)  # names and options refused before a folder or a simulation exists
     store: Any = AuditMemoryStore()
     if out_dir is not None:
-        check_out_dir(out_dir, overwrite=overwrite)
+        check_writable_out_dir(out_dir, overwrite=overwrite)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_marker(Path(out_dir), ["audit", "final_model.safetensors", "summary.json"], kind="flower-demo")
         store = AuditFolderStore(Path(out_dir) / "audit", overwrite=overwrite) if cfg.audit else None
     sink: dict[str, Any] = {}
     start = time.perf_counter()

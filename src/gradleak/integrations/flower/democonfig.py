@@ -21,11 +21,17 @@ from typing import Any
 import torch
 
 from gradleak.core.errors import ConfigError
-from gradleak.core.types import GroundTruth
+from gradleak.core.limits import MAX_SEED
+from gradleak.core.types import GroundTruth, LocalTraining
+from gradleak.core.validate import int_problem, real_problem
 from gradleak.data import load_dataset
 from gradleak.models import build_model
 
 EVAL_EXAMPLES = 500
+
+
+MAX_COUNT = 10_000
+"""Rounds, clients, examples per client and workers of the demo federation beyond this are refused."""
 
 
 @dataclass(frozen=True)
@@ -83,11 +89,23 @@ class DemoConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        problems = [f"{name} must be >= 1, got {getattr(self, name)}"
-                    for name in ("rounds", "clients", "examples_per_client", "local_epochs")
-                    if getattr(self, name) < 1]
+        problems = [p for name in ("rounds", "clients", "examples_per_client", "workers")
+                    if (p := int_problem(name, getattr(self, name), low=1, high=MAX_COUNT))]
+        if problem := int_problem("local_batch_size", self.local_batch_size, low=0):
+            problems.append(problem + " (0 = the whole local data)")
+        if problem := int_problem("seed", self.seed, low=0, high=MAX_SEED):
+            problems.append(problem)
+        for name in ("attack_seconds", "round_seconds"):
+            if problem := real_problem(name, getattr(self, name), low=0):
+                problems.append(problem + " (0: no budget)")
         if self.pool not in ("thread", "process"):
             problems.append(f"pool must be 'thread' or 'process', got {self.pool!r}")
+        try:  # the clients' optimiser, checked as the audit will read it
+            LocalTraining(lr=self.local_lr, epochs=self.local_epochs, optimizer=self.local_optimizer,
+                          momentum=self.local_momentum, weight_decay=self.local_weight_decay,
+                          prox_mu=self.proximal_mu)
+        except ConfigError as err:
+            problems.append(str(err))
         if problems:
             raise ConfigError("flower demo: " + "; ".join(problems))
 
@@ -182,3 +200,20 @@ def split_defenses(specs: tuple[str, ...]) -> tuple[list[str], list[str]]:
     if len(training) > 1:
         raise ConfigError(f"at most one training defense (dpsgd, mixup) per client, got {training}")
     return training, update
+
+
+def preflight(cfg: DemoConfig) -> None:
+    """Refuse what would fail only once the simulation runs: unknown dataset, model or attack
+    names, bad attack options, bad defense specs, more clients than the data holds."""
+    from gradleak.core.registry import DATASETS
+    from gradleak.defenses.base import build_defenses
+    from gradleak.experiment.scenario import make_attack
+    from gradleak.experiment.user_model import check_model
+
+    DATASETS.get(cfg.dataset)
+    check_model(cfg.model)
+    make_attack(cfg.attack, dict(cfg.attack_options), seed=cfg.seed)
+    training, update = split_defenses(cfg.defenses)
+    build_defenses(training + update, seed=cfg.seed)
+    client_data(cfg, cfg.clients - 1)
+

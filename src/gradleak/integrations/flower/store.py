@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from gradleak.core.types import GroundTruth, Reconstruction
-from gradleak.experiment.runfolder import check_out_dir, image_grid, write_json
+from gradleak.experiment.outputs import check_out_dir, write_file, write_marker
+from gradleak.experiment.runfolder import image_grid, write_json
 from gradleak.integrations.flower.auditreport import format_report
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ class AuditFolderStore(AuditMemoryStore):
         super().__init__()
         self.root = check_out_dir(root, overwrite=overwrite)
         self.root.mkdir(parents=True, exist_ok=True)
+        write_marker(self.root, [], kind="flower-audit")  # gradleak's folder: --overwrite may reuse it
         (self.root / "audit.sqlite").unlink(missing_ok=True)
         self._write_lock = threading.Lock()
         self._report_lock = threading.Lock()
@@ -264,6 +266,4 @@ def _write_record(folder: Path, record: AuditRecord) -> None:
 
 def _atomic_write(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a report."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_file(path, text)

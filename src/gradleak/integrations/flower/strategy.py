@@ -45,6 +45,7 @@ from gradleak.integrations.flower.applicability import (
     refuse_inapplicable,
     refuse_old_api,
 )
+from gradleak.integrations.flower.arguments import check_arguments
 from gradleak.integrations.flower.attackjob import AttackJob, RoundJob, run_job, split_outcome
 from gradleak.integrations.flower.clientinfo import client_info, unpack_truth
 from gradleak.integrations.flower.executor import AuditExecutor, Job, Outcome
@@ -112,15 +113,14 @@ class AuditStrategy:
         flwr = require_flwr()
         refuse_old_api(inner)
         flwr.serverapp.strategy.Strategy.register(type(self))
-        if mode not in ("train", "eval"):
-            raise ConfigError(f"mode must be 'train' or 'eval', got {mode!r}")
+        check_arguments(model=model, shape=shape, mode=mode, local_training=local_training, seed=seed,
+                         rounds=rounds, clients=clients, inner=inner, pool=pool, workers=workers,
+                         attack_seconds=attack_seconds, round_seconds=round_seconds)
         self.inner, self.model, self.shape = inner, copy.deepcopy(model).cpu(), tuple(shape)
-        options = dict(attack_options or {})
-        self.attack = build_attack(attack, options, seed, attack_seconds)
+        self.attack = build_attack(attack, options := dict(attack_options or {}), seed, attack_seconds)
         refuse_inapplicable(self.attack, self.model, self.shape, local_training)
-        self.rounds = None if rounds is None else set(rounds)
-        self.clients, self.wait, self.collect_truth = clients, wait, collect_truth
-        self.mode, self.local_training, self.truth, self.seed = mode, local_training, truth, seed
+        self.rounds, self.clients, self.truth, self.seed = None if rounds is None else set(rounds), clients, truth, seed
+        self.wait, self.collect_truth, self.mode, self.local_training = wait, collect_truth, mode, local_training
         self.device = None if device is None else resolve_device(device)
         self.config_keys = {**CONFIG_KEYS, **(config_keys or {})}
         if isinstance(store, (str, Path)):

@@ -1,0 +1,93 @@
+"""Ctrl-C during an attack and during a sweep: exit 130, one line, no half-written folder, no process left."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import gradleak
+from gradleak.sweep.store import Store
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from Linux /proc")]
+
+
+def _alive(sid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == sid and fields[0] != "Z":
+                out.append(int(stat.parent.name))
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("inf")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _ctrl_c(argv: list[str], ready, cwd: Path) -> tuple[int, str, int]:
+    """Start the CLI, wait until ``ready(pid)``, press Ctrl-C (SIGINT to the process group); return
+    (exit status, stderr, processes of it alive 10 s later)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(gradleak.__file__).resolve().parents[1])}  # this gradleak
+    proc = subprocess.Popen([sys.executable, "-m", "gradleak.cli", *argv], cwd=cwd, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not ready(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=60)
+        gone = time.monotonic() + 10
+        while _alive(proc.pid) and time.monotonic() < gone:
+            time.sleep(0.1)
+        return code, proc.stderr.read().decode(), len(_alive(proc.pid))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_ctrl_c_during_an_attack_exits_130_and_leaves_no_folder(tmp_path):
+    out = tmp_path / "run"
+
+    def attacking(pid: int) -> bool:  # the folder is staged (all checks passed) and the attack computes
+        staged = any(p.name.startswith(".gradleak-tmp-") for p in tmp_path.iterdir())
+        return staged and _cpu_seconds(pid) > 1.0 + attacking.__dict__.setdefault("base", _cpu_seconds(pid))
+
+    argv = ["attack", "ig", "--dataset", "digits", "--model", "convnet", "--steps", "1000000", "--no-progress",
+            "--out", str(out)]
+    code, err, left = _ctrl_c(argv, attacking, tmp_path)
+    assert code == 130 and err.strip().splitlines()[-1] == "gradleak: interrupted" and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == [] and left == 0  # no run folder, no staging folder, no process
+
+
+def test_ctrl_c_during_a_sweep_exits_130_stores_nothing_half_and_stops_its_workers(tmp_path):
+    grid = tmp_path / "g.toml"
+    grid.write_text('[base]\nattack = "ig"\ndataset = "digits"\nmodel = "mlp"\nsteps = 1000000\n'
+                    "[grid]\nseed = [0, 1]\n")
+    db = tmp_path / "r.sqlite"
+
+    def running(pid: int) -> bool:  # a worker exists and has been computing for a second
+        family = [p for p in _alive(pid) if p != pid]
+        return len(family) >= 2 and _cpu_seconds(max(family)) > 4.0
+
+    argv = ["sweep", str(grid), "--db", str(db), "--workers", "1", "--no-progress"]
+    code, err, left = _ctrl_c(argv, running, tmp_path)
+    assert code == 130 and err.strip().splitlines()[-1] == "gradleak: interrupted" and "Traceback" not in err
+    assert left == 0, "a worker or the resource tracker outlived the interrupted sweep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.toml", "r.sqlite"]  # closed cleanly: no WAL left
+    with Store(db, readonly=True) as store:
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert store.runs() == [] and store.counts()["pending"] == 2
