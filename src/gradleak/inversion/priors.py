@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -29,8 +30,7 @@ class _TotalVariation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        dx = x[..., :, 1:] - x[..., :, :-1]
-        dy = x[..., 1:, :] - x[..., :-1, :]
+        dx, dy = torch.diff(x, dim=-1), torch.diff(x, dim=-2)
         ctx.save_for_backward(dx.sign(), dy.sign())
         ctx.shape = x.shape
         tv = dx.abs().mean(dim=(-3, -2, -1)) + dy.abs().mean(dim=(-3, -2, -1))
@@ -39,14 +39,9 @@ class _TotalVariation(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        # d|x_w − x_{w−1}| / dx_w = s_w − s_{w+1} (s: the sign of each difference, 0 past the edges),
+        # i.e. minus the difference of the zero-padded signs; each term scaled by its mean's 1/count
         sx, sy = ctx.saved_tensors
-        shape = ctx.shape
-        per = grad.reshape(*grad.shape, 1, 1, 1, 1) / shape[-4]  # d mean over the batch
-        gx = sx * (per / (sx.shape[-3] * sx.shape[-2] * sx.shape[-1]))
-        gy = sy * (per / (sy.shape[-3] * sy.shape[-2] * sy.shape[-1]))
-        out = torch.zeros(shape, dtype=gx.dtype, device=gx.device)
-        out[..., :, 1:] += gx
-        out[..., :, :-1] -= gx
-        out[..., 1:, :] += gy
-        out[..., :-1, :] -= gy
-        return out
+        (b, c, h, w), view = ctx.shape[-4:], (*grad.shape, 1, 1, 1, 1)
+        out = torch.diff(F.pad(sx, (1, 1)), dim=-1).mul_((grad / -(b * c * h * (w - 1))).view(view))
+        return out.addcmul_(torch.diff(F.pad(sy, (0, 0, 1, 1)), dim=-2), (grad / -(b * c * (h - 1) * w)).view(view))
