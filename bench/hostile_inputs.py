@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import os
 import platform
@@ -35,15 +34,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cli"))
 import hostile as fx  # noqa: E402 - the hostile files the fuzz test uses too
 
+from hostile_procs import ray_running, session_alive, snapshot, wait_busy  # noqa: E402
+
 FAST = ["--dataset", "digits", "--model", "convnet", "--steps", "2", "--no-progress"]
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every path under ``root`` → the sha256 of its bytes ('dir' for folders)."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        out[str(p.relative_to(root))] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 def run_cli(argv: list[str]) -> tuple[Any, str, str]:
@@ -174,14 +167,6 @@ def _cell(why: str | None) -> str:
     return text.replace("|", "/").replace("\n", " ")
 
 
-def _ray_running() -> bool:
-    try:
-        from ray._private.services import find_gcs_addresses
-    except ImportError:
-        return False
-    return bool(find_gcs_addresses())
-
-
 def _no_wal(db: Path) -> str | None:
     return "a -wal file appeared" if Path(f"{db}-wal").exists() else None
 
@@ -251,29 +236,6 @@ def _audit_net() -> Any:
     return AuditStrategy(FedAvg(), model="net", shape=(1, 8, 8))
 
 
-def _session_alive(pgid: int) -> list[int]:
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                alive.append(int(stat.parent.name))
-    return alive
-
-
-def _wait_busy(pid: int, seconds: float) -> None:
-    """Wait until process ``pid`` has used ``seconds`` of CPU time (its imports are done, it computes)."""
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return
-        if (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") >= seconds:
-            return
-        time.sleep(0.2)
-
-
 def signal_cases(root: Path) -> list[tuple[str, Callable[[], str | None]]]:
     """Ctrl-C during an attack and a sweep, SIGKILL of a sweep driver, a database locked for 40 s."""
     py = [sys.executable, "-m", "gradleak.cli"]
@@ -287,9 +249,9 @@ def signal_cases(root: Path) -> list[tuple[str, Callable[[], str | None]]]:
         proc = start(argv)
         if argv[0] == "sweep":  # wait for the worker's run, not the idle driver
             deadline = time.monotonic() + 120
-            while len(_session_alive(proc.pid)) < 3 and time.monotonic() < deadline:
+            while len(session_alive(proc.pid)) < 3 and time.monotonic() < deadline:
                 time.sleep(0.2)
-        _wait_busy(max(_session_alive(proc.pid) or [proc.pid]), wait)
+        wait_busy(max(session_alive(proc.pid) or [proc.pid]), wait)
         os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
         try:
             rc = proc.wait(timeout=60)
@@ -304,16 +266,16 @@ def signal_cases(root: Path) -> list[tuple[str, Callable[[], str | None]]]:
     def sigkill_driver() -> str | None:
         proc = start(["sweep", str(long_grid), "--db", str(root / "kill.sqlite"), "--workers", "1", "--no-progress"])
         deadline = time.monotonic() + 120
-        while len(_session_alive(proc.pid)) < 3 and time.monotonic() < deadline:  # driver, tracker, worker
+        while len(session_alive(proc.pid)) < 3 and time.monotonic() < deadline:  # driver, tracker, worker
             time.sleep(0.2)
-        _wait_busy(max(_session_alive(proc.pid)), 3)  # the worker is inside a run
-        before = _session_alive(proc.pid)
+        wait_busy(max(session_alive(proc.pid)), 3)  # the worker is inside a run
+        before = session_alive(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 10
-        while _session_alive(proc.pid) and time.monotonic() < deadline:
+        while session_alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        left = _session_alive(proc.pid)
+        left = session_alive(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         return f"{len(left)} of {len(before)} processes still alive 10 s later" if left else None
@@ -378,7 +340,7 @@ def main() -> None:
         for i, (what, argv, opts) in enumerate(cli_cases(root)):
             if argv[0] == "attack" and "--out" not in argv:
                 argv = [*argv, "--out", str(root / f"out{i}")]
-            if "--address" in argv and _ray_running():
+            if "--address" in argv and ray_running():
                 rows.append(("cli", what, "skipped: another job's Ray cluster runs here, so 'auto' finds one"))
                 continue
             before = snapshot(root)

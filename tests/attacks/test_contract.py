@@ -123,3 +123,10 @@ def test_declared_capabilities_match_the_constructor(name):
     assert cls.needs_prior == ("generator" in params)
     assert set(cls.update_kinds) <= {"gradients", "weight_delta"} and cls.update_kinds
     assert set(cls.presets["tiny"]) <= set(params)
+
+
+def test_an_attack_class_without_reconstruct_is_refused_when_defined():
+    from gradleak.attacks.base import Attack
+
+    with pytest.raises(TypeError, match="must implement reconstruct or reconstruct_many"):
+        type("Empty", (Attack,), {"name": "empty"})

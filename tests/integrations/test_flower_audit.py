@@ -8,60 +8,30 @@ alone would run for hours) is the claim the issue asks to show.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 import pytest
 import torch
 import torch.nn.functional as F
+from flower_fakes import (  # the fakes in flower_fakes.py
+    HAVE_FLWR,
+    SHAPE,
+    ArrayRecord,
+    ConfigRecord,
+    FedAvg,
+    Grid,
+    Message,
+    MetricRecord,
+    RecordDict,
+    Recorder,
+    fedavg3,
+    needs_flwr,
+    small_mlp,
+)
 from torch import nn
 
 from gradleak.core.errors import ConfigError, NotApplicableError
-from gradleak.core.types import LocalTraining, Reconstruction
-
-os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-try:
-    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-    from flwr.serverapp.strategy import FedAvg
-
-    HAVE_FLWR = True
-except ImportError:  # pragma: no cover - depends on the environment
-    HAVE_FLWR = False
-
-needs_flwr = pytest.mark.skipif(not HAVE_FLWR, reason="flwr not installed: pip install 'gradleak[flower]'")
-SHAPE = (1, 8, 8)
-
-
-# ---------------------------------------------------------------- AuditStrategy with mocked rounds
-class _Grid:
-    def __init__(self):
-        self.sent = 0
-
-    def get_node_ids(self):
-        return [11, 22, 33]
-
-    def send_and_receive(self, messages, timeout=None):
-        self.sent += 1
-        return []
-
-
-class _Recorder:
-    """A stand-in attack recording what it was given (no check: nothing to refuse)."""
-
-    name = "recorder"
-
-    def __init__(self):
-        self.updates = []
-
-    def run(self, model, update, *, shape):
-        self.updates.append(update)
-        return Reconstruction(torch.full((update.num_examples, *shape), 0.5), None, seconds=0.01)
-
-
-def _model(widths=(16,)):
-    from gradleak.models import build_model
-
-    return build_model("mlp", shape=SHAPE, num_classes=10, seed=0, widths=widths)
+from gradleak.core.types import LocalTraining
 
 
 def _round(strategy, config, *, partitions=True, share=False, server_round=1):
@@ -70,12 +40,12 @@ def _round(strategy, config, *, partitions=True, share=False, server_round=1):
     from gradleak.integrations.flower import annotate_reply
     from gradleak.integrations.flower.replies import local_training_from_config
 
-    model = _model()
+    model = small_mlp()
     messages = list(strategy.configure_train(server_round, ArrayRecord(model.state_dict()), ConfigRecord(config),
-                                             _Grid()))
+                                             Grid()))
     replies, truths = [], {}
     for i, msg in enumerate(sorted(messages, key=lambda m: m.metadata.dst_node_id)):
-        client = _model()
+        client = small_mlp()
         client.load_state_dict(msg.content["arrays"].to_torch_state_dict())
         x = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(i))
         y = torch.tensor([i, i + 1])
@@ -99,10 +69,6 @@ def _task_identity():
         TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
 
 
-def _fedavg():
-    return FedAvg(min_train_nodes=3, min_available_nodes=3)
-
-
 @needs_flwr
 def test_an_older_api_strategy_is_refused_at_construction():
     from flwr.server.strategy import FedAvg as OldFedAvg
@@ -110,7 +76,7 @@ def test_an_older_api_strategy_is_refused_at_construction():
     from gradleak.integrations.flower import AuditStrategy
 
     with pytest.raises(ConfigError, match="older API .*flwr.serverapp.strategy"):
-        AuditStrategy(OldFedAvg(), model=_model(), shape=SHAPE, attack=_Recorder())
+        AuditStrategy(OldFedAvg(), model=small_mlp(), shape=SHAPE, attack=Recorder())
 
 
 class _FunctionalReLU(nn.Module):
@@ -133,20 +99,20 @@ def test_an_attack_that_can_never_apply_is_refused_once_at_construction(model, r
     from gradleak.integrations.flower import AuditStrategy
 
     with pytest.raises(NotApplicableError, match=f"'spear' \\(checked once, before round 1.*{reason}"):
-        AuditStrategy(_fedavg(), model=model, shape=SHAPE, attack="spear")
+        AuditStrategy(fedavg3(), model=model, shape=SHAPE, attack="spear")
 
 
 @needs_flwr
 def test_start_refuses_before_round_1_what_the_train_config_rules_out():
     from gradleak.integrations.flower import AuditStrategy
 
-    audit = AuditStrategy(_fedavg(), model=_model(), shape=SHAPE, attack="ig")
-    grid = _Grid()
+    audit = AuditStrategy(fedavg3(), model=small_mlp(), shape=SHAPE, attack="ig")
+    grid = Grid()
     adam = ConfigRecord({"lr": 1e-3, "optimizer": "adam"})
     with pytest.raises(NotApplicableError, match="train with adam"):
-        audit.start(grid=grid, initial_arrays=ArrayRecord(_model().state_dict()), num_rounds=1, train_config=adam)
+        audit.start(grid=grid, initial_arrays=ArrayRecord(small_mlp().state_dict()), num_rounds=1, train_config=adam)
     with pytest.raises(ConfigError, match="initial_arrays do not fit"):
-        audit.start(grid=grid, initial_arrays=ArrayRecord(_model(widths=(8,)).state_dict()), num_rounds=1)
+        audit.start(grid=grid, initial_arrays=ArrayRecord(small_mlp(widths=(8,)).state_dict()), num_rounds=1)
     assert grid.sent == 0  # refused before any message was sent
 
 
@@ -154,8 +120,8 @@ def test_start_refuses_before_round_1_what_the_train_config_rules_out():
 def test_local_training_comes_from_the_train_config_fedprox_and_momentum():
     from gradleak.integrations.flower import AuditStrategy
 
-    attack = _Recorder()
-    audit = AuditStrategy(_fedavg(), model=_model(), shape=SHAPE, attack=attack, wait=True)
+    attack = Recorder()
+    audit = AuditStrategy(fedavg3(), model=small_mlp(), shape=SHAPE, attack=attack, wait=True)
     _round(audit, {"lr": 0.1, "local-epochs": 2, "batch-size": 1, "momentum": 0.9, "weight-decay": 1e-3,
                    "proximal-mu": 0.01})
     audit.close()
@@ -168,7 +134,7 @@ def test_a_round_is_attacked_in_one_batched_pass_on_the_given_device():
     from gradleak.core.registry import create_attack
     from gradleak.integrations.flower import AuditStrategy
 
-    audit = AuditStrategy(_fedavg(), model=_model(), shape=SHAPE, attack=create_attack("ig", steps=3), wait=True,
+    audit = AuditStrategy(fedavg3(), model=small_mlp(), shape=SHAPE, attack=create_attack("ig", steps=3), wait=True,
                           device="cpu")
     _round(audit, {"lr": 0.1})
     audit.close()
@@ -183,7 +149,7 @@ def test_a_round_is_attacked_in_one_batched_pass_on_the_given_device():
 def test_progress_lines_and_a_per_client_report_scored_with_truth_from_the_replies(tmp_path, caplog):
     from gradleak.integrations.flower import AuditStrategy
 
-    audit = AuditStrategy(_fedavg(), model=_model(), shape=SHAPE, attack=_Recorder(), store=tmp_path / "audit",
+    audit = AuditStrategy(fedavg3(), model=small_mlp(), shape=SHAPE, attack=Recorder(), store=tmp_path / "audit",
                           collect_truth=True, wait=True)
     with caplog.at_level(logging.INFO, logger="flwr.gradleak"):
         for r in (1, 2):
@@ -205,7 +171,7 @@ def test_truth_is_not_sent_unless_the_client_allows_it_and_not_used_unless_the_s
     from gradleak.integrations.flower import AuditStrategy
     from gradleak.integrations.flower.clientinfo import RECORD
 
-    audit = AuditStrategy(_fedavg(), model=_model(), shape=SHAPE, attack=_Recorder(), wait=True)
+    audit = AuditStrategy(fedavg3(), model=small_mlp(), shape=SHAPE, attack=Recorder(), wait=True)
     replies, _, _ = _round(audit, {"lr": 0.1})  # the default: clients keep their data
     assert all(set(r.content.config_records[RECORD]) == {"partition-id"} for r in replies)
     with caplog.at_level(logging.WARNING, logger="flwr.gradleak"):
@@ -220,7 +186,7 @@ BUDGET = 3.0
 _RELEASE = threading.Event()
 
 
-class _Slow(_Recorder):
+class _Slow(Recorder):
     """An attack far slower than any budget: it returns only when the test ends (or after 10 minutes)."""
 
     name = "slow"
@@ -248,7 +214,7 @@ def _simulate(tmp_path):
     def train(msg, context):
         torch.set_num_threads(1)
         part = int(context.node_config["partition-id"])
-        model = _model()
+        model = small_mlp()
         model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
         x = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(part))
         local_sgd(model, x, torch.tensor([part, part + 3]), local_training_from_config(dict(msg.content["config"])))
@@ -280,13 +246,13 @@ def _simulate(tmp_path):
             return FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2)
 
         try:
-            a = AuditStrategy(fedavg(), model=_model(), shape=SHAPE, wait=True, round_seconds=BUDGET,
+            a = AuditStrategy(fedavg(), model=small_mlp(), shape=SHAPE, wait=True, round_seconds=BUDGET,
                               store=tmp_path / "a", **slow)
-            b = AuditStrategy(fedavg(), model=_model(), shape=SHAPE, store=tmp_path / "b", **slow)
-            a.start(grid=grid, initial_arrays=ArrayRecord(_model().state_dict()), num_rounds=2, train_config=config)
+            b = AuditStrategy(fedavg(), model=small_mlp(), shape=SHAPE, store=tmp_path / "b", **slow)
+            a.start(grid=grid, initial_arrays=ArrayRecord(small_mlp().state_dict()), num_rounds=2, train_config=config)
             sink["a"] = (a.audit_wait, a.records)
             try:
-                b.start(grid=StoppingGrid(grid), initial_arrays=ArrayRecord(_model().state_dict()), num_rounds=3,
+                b.start(grid=StoppingGrid(grid), initial_arrays=ArrayRecord(small_mlp().state_dict()), num_rounds=3,
                         train_config=config)
             except RunNotRunningException:
                 sink["stopped"] = True
@@ -331,7 +297,7 @@ def test_simulation_slow_attack_keeps_rounds_in_budget_and_a_stopped_run_leaves_
     assert (tmp_path / "b" / "report.html").exists()
 
 
-class _ClientGrid(_Grid):
+class _ClientGrid(Grid):
     """A grid whose clients train for real; at train round ``stop_at`` Flower's exit path runs (``flwr stop``)."""
 
     def __init__(self, stop_at=None, before_stop=None):
@@ -358,7 +324,7 @@ class _ClientGrid(_Grid):
         replies = []
         for msg in messages:
             part = [11, 22, 33].index(msg.metadata.dst_node_id)
-            client = _model()
+            client = small_mlp()
             client.load_state_dict(msg.content["arrays"].to_torch_state_dict())
             x = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(part))
             local = local_training_from_config(dict(msg.content["config"]))
@@ -379,16 +345,16 @@ def test_flwr_stop_while_attacks_run_cancels_them_and_still_writes_the_report(tm
 
     started, release = threading.Event(), threading.Event()
 
-    class Stuck(_Recorder):
+    class Stuck(Recorder):
         def run(self, model, update, *, shape):
             started.set()
             release.wait(60)
             return super().run(model, update, shape=shape)
 
-    audit = AuditStrategy(_fedavg(), model=_model(), shape=SHAPE, attack=Stuck(), store=tmp_path / "audit")
+    audit = AuditStrategy(fedavg3(), model=small_mlp(), shape=SHAPE, attack=Stuck(), store=tmp_path / "audit")
     with pytest.raises(SystemExit):
         grid = _ClientGrid(stop_at=2, before_stop=lambda: started.wait(30))  # stop once an attack runs
-        audit.start(grid=grid, initial_arrays=ArrayRecord(_model().state_dict()), num_rounds=3,
+        audit.start(grid=grid, initial_arrays=ArrayRecord(small_mlp().state_dict()), num_rounds=3,
                     train_config=ConfigRecord({"lr": 0.1}))
     release.set()
     rows = sorted(audit.records, key=lambda r: r["partition_id"])
@@ -411,10 +377,10 @@ def test_an_aggregation_error_still_leaves_every_update_recorded(tmp_path):
         def aggregate_train(self, server_round, replies):
             raise AggregationError("the inner strategy gave up")
 
-    audit = AuditStrategy(Failing(min_train_nodes=3, min_available_nodes=3), model=_model(), shape=SHAPE,
-                          attack=_Recorder(), store=tmp_path / "audit")
+    audit = AuditStrategy(Failing(min_train_nodes=3, min_available_nodes=3), model=small_mlp(), shape=SHAPE,
+                          attack=Recorder(), store=tmp_path / "audit")
     with pytest.raises(AggregationError):
-        audit.start(grid=_ClientGrid(), initial_arrays=ArrayRecord(_model().state_dict()), num_rounds=2,
+        audit.start(grid=_ClientGrid(), initial_arrays=ArrayRecord(small_mlp().state_dict()), num_rounds=2,
                     train_config=ConfigRecord({"lr": 0.1}))
     assert len(audit.records) == 3 and {r["status"] for r in audit.records} <= {"ok", "cancelled"}
     assert "stopped (AggregationError: the inner strategy gave up)" in (tmp_path / "audit" / "report.md").read_text()

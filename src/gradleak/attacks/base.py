@@ -106,6 +106,11 @@ class Attack:
             reasons = delta_problems(update) + reasons
         return problems + [Problem("not_applicable", r) for r in reasons]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.reconstruct is Attack.reconstruct and cls.reconstruct_many is Attack.reconstruct_many:
+            raise TypeError(f"attack class {cls.__name__} must implement reconstruct or reconstruct_many")
+
     def _check(self, model: nn.Module, update: ClientUpdate) -> list[str]:
         return []
 
@@ -113,10 +118,9 @@ class Attack:
                     progress: Progress | None = None) -> Reconstruction:
         """Recover the client's inputs (``(num_examples, *shape)`` pixels in [0, 1]).
 
-        An attack implements this, or ``reconstruct_many`` (then this is its one-client case).
+        An attack implements this, or ``reconstruct_many`` (then this is its one-client case);
+        :meth:`__init_subclass__` refuses a class that implements neither.
         """
-        if type(self).reconstruct_many is Attack.reconstruct_many:
-            raise NotImplementedError(f"{type(self).__name__} implements neither reconstruct nor reconstruct_many")
         return self.reconstruct_many(model, [update], shape=shape, progress=progress)[0]
 
     def reconstruct_many(self, model: nn.Module, updates: Sequence[ClientUpdate], *, shape: Sequence[int],
@@ -163,8 +167,10 @@ class Attack:
             UpdateMismatchError, NotApplicableError: as ``run``, naming the update (by index) at fault.
         """
         updates = list(updates)
+        if updates:  # the trial forward once: every update is of the same model and shape
+            shape = check_shape(model, updates[0], shape)
         for i, update in enumerate(updates):
-            shape = check_shape(model, update, shape)
+            check_update_type(update)
             self._raise_problems(model, update, f" (update {i})" if len(updates) > 1 else "")
         target = torch.device("cpu") if self.cpu_only else (
             resolve_device(device) if device is not None else model_device(model))
@@ -204,9 +210,7 @@ def check_shape(model: nn.Module, update: ClientUpdate, shape: Sequence[int]) ->
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(update, ClientUpdate):
-        raise ConfigError(f"update must be a ClientUpdate (ClientUpdate.from_gradients(...)), "
-                          f"got {type(update).__name__}")
+    check_update_type(update)
     ok = isinstance(shape, Sequence) and not isinstance(shape, str) and len(shape) == 3 and all(
         isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in shape)
     if not ok:
@@ -227,3 +231,10 @@ def check_shape(model: nn.Module, update: ClientUpdate, shape: Sequence[int]) ->
         for module, mode in modes.items():
             module.training = mode
     return shape
+
+
+def check_update_type(update: Any) -> None:
+    """Refuse anything but a :class:`ClientUpdate` in one line."""
+    if not isinstance(update, ClientUpdate):
+        raise ConfigError(f"update must be a ClientUpdate (ClientUpdate.from_gradients(...)), "
+                          f"got {type(update).__name__}")

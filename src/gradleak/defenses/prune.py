@@ -139,14 +139,9 @@ def repruning_transform(ratio: float, *, global_k: bool) -> TrialTransform:
         if not global_k:
             return [g * _batched_keep(g.detach().abs().reshape(g.shape[0], -1), ratio).reshape(g.shape).to(g.dtype)
                     for g in grads]
-        flat = torch.cat([g.detach().reshape(g.shape[0], -1).abs() for g in grads], dim=1)
+        flat = _flat_magnitudes(grads)
         keep = _batched_keep(flat, ratio)
-        out, start = [], 0
-        for g in grads:
-            size = g[0].numel()
-            out.append(g * keep[:, start:start + size].reshape(g.shape).to(g.dtype))
-            start += size
-        return out
+        return _masked_by_rows(grads, keep)
     return prune
 
 
@@ -162,12 +157,22 @@ def pruning_transform(observed: GradList, ratio: float, *, global_k: bool) -> Tr
         if not global_k:  # prune the trial itself, the same way, per tensor
             return [g * torch.stack([smallest_mask(gi.detach().abs(), ratio) for gi in g]).to(g.dtype)
                     for g in grads]
-        flat = torch.cat([g.detach().reshape(g.shape[0], -1).abs() for g in grads], dim=1)
+        flat = _flat_magnitudes(grads)
         keep = torch.stack([smallest_mask(row, ratio) for row in flat])
-        out, start = [], 0
-        for g in grads:
-            size = g[0].numel()
-            out.append(g * keep[:, start:start + size].reshape(g.shape).to(g.dtype))
-            start += size
-        return out
+        return _masked_by_rows(grads, keep)
     return prune
+
+
+def _flat_magnitudes(grads: GradList) -> torch.Tensor:
+    """Each trial row's entries over every tensor, as one ``(rows, total)`` matrix of magnitudes."""
+    return torch.cat([g.detach().reshape(g.shape[0], -1).abs() for g in grads], dim=1)
+
+
+def _masked_by_rows(grads: GradList, keep: torch.Tensor) -> GradList:
+    """``grads`` times the ``(rows, total)`` mask ``keep``, split back into the tensors' shapes."""
+    out, start = [], 0
+    for g in grads:
+        size = g[0].numel()
+        out.append(g * keep[:, start:start + size].reshape(g.shape).to(g.dtype))
+        start += size
+    return out
