@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from spear_cases import Case, extras, grid, ideas, run_case
+from spear_cases import SPLIT, Case, extras, grid, ideas, load_cases_dataset, run_case
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,8 +67,6 @@ def load(cache: Path) -> list[dict]:
 def measure(cases: list[Case], batches: int, cache: Path, deadline: float, stop_after: int,
             command: str) -> None:
     """Run the missing seeds of each case, appending each record to the cache."""
-    from gradleak.data import load_dataset
-
     done = defaultdict(dict)
     for r in load(cache):
         done[r["key"]][r["seed"]] = r
@@ -86,7 +84,7 @@ def measure(cases: list[Case], batches: int, cache: Path, deadline: float, stop_
                 print("# --max-minutes reached; run again to continue", flush=True)
                 return
             if case.dataset not in datasets:
-                datasets[case.dataset] = load_dataset(case.dataset)
+                datasets[case.dataset] = load_cases_dataset(case.dataset, case.split)
             rec = run_case(case, datasets[case.dataset], seed)
             rec.update({"commit": commit, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
                         "section": case.section, "label": case.label, "command": command})
@@ -108,14 +106,22 @@ def _machine() -> str:
     return f"{platform.machine()}, {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
+def _drawn_from_split(r: dict) -> bool:
+    """Whether a cached record's batch came from the ``attack`` split (older ones: whole dataset)."""
+    return r["key"].endswith(f"|split={SPLIT}") if "key" in r else r.get("split") == SPLIT
+
+
 def report(cache: Path, out: Path, args: argparse.Namespace) -> None:
     """Write the results file from every record in the cache."""
     from spear_report import sections
 
-    records = load(cache)
+    every = load(cache)
+    records = [r for r in every if _drawn_from_split(r)]
     lines = ["# SPEAR — exact batch recovery (issue 19)", "",
              f"Written by `python bench/bench_spear.py --report-only` from `docs/results/{cache.name}` "
-             f"({len(records)} runs) on {time.strftime('%Y-%m-%d')}. Commands that measured it:", ""]
+             f"({len(records)} runs; {len(every) - len(records)} older records drawn from the whole dataset, "
+             f"before the `{SPLIT}` split was used, are kept in the cache but not shown) on "
+             f"{time.strftime('%Y-%m-%d')}. Commands that measured it:", ""]
     commands = sorted({r.get("command", "") for r in records} - {""})
     lines += [f"    {c}" for c in commands] or ["    python bench/bench_spear.py"]
     commits = sorted({r.get("commit", "?") for r in records})
@@ -124,8 +130,9 @@ def report(cache: Path, out: Path, args: argparse.Namespace) -> None:
               f"* Machine: {_machine()}, shared with other jobs — the load average (1 min) is recorded "
               "before each run; seconds are wall-clock time of `attack.run` and are inflated by that load.",
               "* Model: `mlp` with one hidden layer of the given width, **untrained** (seeded), so no "
-              "sample ever trained it; batches: `sample_batch(seed=i, label_mode='random')` from the whole "
-              "dataset, seeds i = 0, 1, …; attack `spear` (`method=hybrid`, labels not used), seed i.",
+              "sample ever trained it; batches: `sample_batch(seed=i, label_mode='random')` from the dataset's "
+              f"`{SPLIT}` split (`gradleak.data.splits`: no scored batch chose a hyper-parameter or "
+              "trained anything), seeds i = 0, 1, …; attack `spear` (`method=hybrid`, labels not used), seed i.",
               "* Exact: every image's max abs pixel error below 1e-4 after Hungarian matching.", ""]
     lines += sections(records, args.budget, args.stop_after_failures)
     out.parent.mkdir(parents=True, exist_ok=True)

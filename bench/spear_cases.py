@@ -4,8 +4,14 @@ A case fixes the dataset, the hidden width of a one-layer ``mlp`` (untrained, se
 batch), the batch size, the client protocol (FedSGD, or FedAvg with full-batch local steps), an
 optional DP-SGD defense, an optional change to the batch (a duplicate, a near-duplicate) and the
 attack's options and budget. Seeds 0..n−1 draw the batch (``sample_batch``, label mode random,
-from the whole dataset: the model is untrained, so no sample was ever used for training), the
+from the ``attack`` split; the model is untrained, so no sample was ever used for training), the
 model and the attack's sampler.
+
+The batch is drawn from the dataset's ``attack`` split (``load_split(name, {}, "attack")``,
+:mod:`gradleak.data.splits`), as ``run_scenario`` draws it: no scored batch can be one that chose
+a hyper-parameter (``validation``) or trained anything (``train``). The split is part of a case's
+cache key (``|split=attack``); records measured before it (drawn from the whole dataset) have keys
+without it and are not shown in the report.
 """
 
 from __future__ import annotations
@@ -28,6 +34,15 @@ from gradleak.models import build_model
 INFO_KEYS = ("complete", "samples_verified", "distinct", "multiplicity", "stopped", "peeled",
              "directions_found", "residual_w", "residual_floor_w", "noise_limited", "verified_by",
              "error_bar", "rank_spectrum_gap")
+SPLIT = "attack"
+"""The split every scored batch is drawn from (:mod:`gradleak.data.splits`)."""
+
+
+def load_cases_dataset(name: str, split: str = SPLIT) -> Any:
+    """The ``split`` of dataset ``name`` that a case's batches are drawn from."""
+    from gradleak.data.splits import load_split
+
+    return load_split(name, {}, split)
 
 
 @dataclass(frozen=True)
@@ -45,12 +60,13 @@ class Case:
     change: str = ""               # "", "dup", "dup-label", "near:<eps>"
     options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     label: str = ""
+    split: str = SPLIT
 
     @property
     def key(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options)
         return (f"{self.section}|{self.dataset}|b={self.b}|w={self.width}|T={self.budget:g}|steps={self.steps}"
-                f"|lr={self.lr:g}|dp={self.dp_sigma:g}|{self.change}|{opts}")
+                f"|lr={self.lr:g}|dp={self.dp_sigma:g}|{self.change}|{opts}|split={self.split}")
 
 
 def change_batch(truth: GroundTruth, change: str, seed: int) -> GroundTruth:

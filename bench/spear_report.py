@@ -192,17 +192,18 @@ def ica_probe(cache: Path, commit: str, batches: int = 3, starts: int = 20) -> N
 
     from gradleak.attacks.spear.attack import layer_gradients, thin_svd
     from gradleak.attacks.spear.sampling import Tolerances, null_directions
-    from gradleak.data import load_dataset, sample_batch
+    from gradleak.data import sample_batch
+    from gradleak.data.splits import load_split
     from gradleak.fl import fedsgd_update
     from gradleak.models import build_model
 
     done = {r.get("cell") for r in (json.loads(x) for x in cache.read_text().splitlines() if x.strip())
-            if r.get("section") == "ica"} if cache.exists() else set()
+            if r.get("section") == "ica" and r.get("split") == "attack"} if cache.exists() else set()
     for ds_name, b, width in (("mnist", 32, 500), ("natural32", 32, 500)):
         cell = f"{ds_name} b={b} width {width}"
         if cell in done:
             continue
-        ds = load_dataset(ds_name)
+        ds = load_split(ds_name, {}, "attack")
         cosines, exact = [], 0
         for seed in range(batches):
             truth = sample_batch(ds, b, seed=seed, label_mode="random")
@@ -225,7 +226,7 @@ def ica_probe(cache: Path, commit: str, batches: int = 3, starts: int = 20) -> N
             found, ok = null_directions(L, masks, Tolerances(zero=zero, null=min(1e-3, 10 * zero**2)))
             exact += int(((found[ok] @ true_q.T).abs().max(1).values > 1 - 1e-6).sum()) if ok.any() else 0
         rec = {"section": "ica", "cell": cell, "batches": batches, "median_cos": statistics.median(cosines),
-               "exact": exact, "commit": commit, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+               "exact": exact, "split": "attack", "commit": commit, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
         with cache.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         print(rec, flush=True)

@@ -45,7 +45,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -56,11 +55,13 @@ from gradleak.attacks.spear.budget import Deadline, spent
 from gradleak.attacks.spear.delta import delta_gradient
 from gradleak.attacks.spear.distinct import expand, make_replay, multiplicities
 from gradleak.attacks.spear.errorbar import error_bars, thin_svd
+from gradleak.attacks.spear.masks import polish
 from gradleak.attacks.spear.peel import Peeled, peel, reduced_basis, residuals
 from gradleak.attacks.spear.sampling import Candidates, Tolerances, null_directions, zero_masks
 from gradleak.attacks.spear.search import Problem, SearchStats, search
 from gradleak.attacks.spear.select import consistency, describe, fill_directions
-from gradleak.attacks.spear.verify import NOISE_LIMIT, Verdict, verify
+from gradleak.attacks.spear.structure import next_layer_span
+from gradleak.attacks.spear.verify import NOISE_LIMIT, keep_peeled, verify
 from gradleak.core.errors import ConfigError, GradleakError
 from gradleak.core.seeding import attack_generator
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction
@@ -240,6 +241,8 @@ class Spear(Attack):
             raise ConfigError(f"input shape {tuple(shape)} has {math.prod(shape)} values but layer "
                               f"{name!r} takes {layer.in_features}; pass the dataset's image shape")
         prob, info = self._problem(update, name, layer)
+        prob.span = next_layer_span(model, layer, update, prob.tol.zero, prob.noise, info["live_rows"])
+        info["output_span_test"] = prob.span is not None
         prob.replay = make_replay(model, name, layer, update, shape, lambda X: _to_pixels(X, prefix, shape))
         info["verified_by"] = "replay" if prob.replay is not None else "relu"
         if update.kind == "weight_delta" and prob.replay is None:
@@ -251,8 +254,15 @@ class Spear(Attack):
         q_hat = torch.where(ok[None, :], polished.T, q_hat)      # re-solve each on its zero set
         verdict = verify(prob.gw, prob.gb, prob.L, prob.R, q_hat, prob.W, prob.bias, prob.alive,
                          prob.noise, prob.replay, self.tolerance)
+        if prob.span is not None and not ok.all():                 # or on every row (masks.py)
+            q_alt = torch.where(ok[None, :], q_hat, polish(prob.L, prob.span.A, prob.alive, q_hat.T,
+                                                           prob.tol.zero).T)
+            alt = verify(prob.gw, prob.gb, prob.L, prob.R, q_alt, prob.W, prob.bias, prob.alive,
+                         prob.noise, prob.replay, self.tolerance)
+            if alt.residual_w < verdict.residual_w:
+                q_hat, verdict = q_alt, alt
         if not verdict.complete and duals is not None:
-            verdict = _keep_peeled(verdict, duals, q_hat, prob)
+            verdict = keep_peeled(verdict, duals, q_hat, prob.R, prob.L)
         info.update(verdict.summary())
         if verdict.noise_limited:
             info["error_bar"] = error_bars(prob.gw, prob.gb, prob.L, prob.R, q_hat, prob.alive, prob.tol.zero,
@@ -305,7 +315,7 @@ class Spear(Attack):
         sub, basis, seed_q, peeled, duals = prob, torch.eye(b, dtype=torch.float64), found, 0, None
         if self.method == "hybrid" and self.peel:
             pe = peel(prob.L, prob.R, prob.gb, prob.W, prob.bias, prob.alive, prob.tol, gen, deadline,
-                      fracs=(1.0, 0.7, 0.45) if self.mixtures else (1.0,))
+                      fracs=(1.0, 0.7, 0.45) if self.mixtures else (1.0,), check=prob.plausible)
             info.update({"peeled": pe.peeled, "peel_rounds": pe.rounds, "peel_tested": pe.tested,
                          "peel_seconds": deadline.elapsed()})
             found, peeled, duals = pe.q, pe.peeled, ((pe.t, pe.s) if pe.peeled else None)
@@ -334,6 +344,7 @@ class Spear(Attack):
         q_sub, pool, done = search(sub, self.method, gen, deadline, self.max_samples, self.batch, pool,
                                    row_ratios=not self.peel, progress=progress, stats=stats)
         info.update({"samples_drawn": stats.drawn, "proposal_rounds": stats.proposal_rounds,
+                     "from_structure": stats.structured, "rejected_by_span": pool.rejected,
                      "from_row_ratios": stats.from_row_ratios, "selections": stats.selections,
                      "directions_found": peeled + len(pool),
                      "stopped": "verified" if done else "budget" if spent(deadline) else
@@ -377,18 +388,5 @@ def _reduce(prob: Problem, pe: Peeled) -> tuple[Problem, torch.Tensor]:
         return torch.cat([known, (basis @ q_sub).T]).T
 
     return Problem(L, R, rho @ prob.R, rhob, prob.W, prob.bias, alive, prob.tol, prob.noise,
-                   lift=lift, parent=prob), basis
+                   lift=lift, parent=prob, span=prob.span), basis
 
-
-def _keep_peeled(verdict: Verdict, duals: tuple[torch.Tensor, torch.Tensor], q_hat: torch.Tensor,
-                 prob: Problem) -> Verdict:
-    """An incomplete batch whose first ``k`` samples were peeled: their inputs ``T_k R / s_k`` do
-    not depend on the other (possibly wrong) directions, so they replace the assembled ones as
-    the best estimate. Not counted as verified: a dual read from a gradient of float32
-    precision through an ill-conditioned fit can be off by 1e-3 (measured, MNIST b=64)."""
-    t, s = duals
-    k = len(s)
-    X, G = verdict.X.clone(), verdict.G.clone()
-    X[:k] = (t @ prob.R) / s[:, None]
-    G[:, :k] = (prob.L @ q_hat[:, :k]) * s[None]
-    return replace(verdict, X=X, G=G)

@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -183,7 +184,8 @@ def distinct_rows(v: torch.Tensor, dedup: float) -> torch.Tensor:
 def peel(L: torch.Tensor, R: torch.Tensor, grad_bias: torch.Tensor, weight: torch.Tensor,
          bias: torch.Tensor, alive: torch.Tensor, tol: Tolerances, gen: torch.Generator | None = None,
          deadline: Deadline | None = None, inside_tol: float | None = None,
-         fracs: tuple[float, ...] = (1.0, 0.7, 0.45)) -> Peeled:
+         fracs: tuple[float, ...] = (1.0, 0.7, 0.45),
+         check: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Peeled:
     """Recover samples from single-sample neurons, peel them off and repeat until it stalls.
 
     Args:
@@ -201,8 +203,9 @@ def peel(L: torch.Tensor, R: torch.Tensor, grad_bias: torch.Tensor, weight: torc
             another unknown sample contaminates a little. Such a sample's direction is exact
             (kernel-tested), its dual only approximate: it sharpens later proposals (rows it
             touches are proposed from a residual that subtracts it too) but is not peeled.
+        check: which directions (rows) are plausible (:mod:`~gradleak.attacks.spear.structure`).
     """
-    return _Peeler(L, R, grad_bias, weight, bias, alive, tol, gen, deadline, inside_tol, fracs).run()
+    return _Peeler(L, R, grad_bias, weight, bias, alive, tol, gen, deadline, inside_tol, fracs, check).run()
 
 
 class _Peeler:
@@ -210,7 +213,9 @@ class _Peeler:
 
     def __init__(self, L: torch.Tensor, R: torch.Tensor, grad_bias: torch.Tensor, weight: torch.Tensor,
                  bias: torch.Tensor, alive: torch.Tensor, tol: Tolerances, gen: torch.Generator | None,
-                 deadline: Deadline | None, inside_tol: float | None, fracs: tuple[float, ...]) -> None:
+                 deadline: Deadline | None, inside_tol: float | None, fracs: tuple[float, ...],
+                 check: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        self.check = check
         self.L, self.gb, self.alive, self.tol, self.deadline, self.fracs = L, grad_bias, alive, tol, deadline, fracs
         self.bias, self.wr = bias, weight @ R.T                          # z(p) = wr p + bias
         self.gen = gen if gen is not None else torch.Generator().manual_seed(0)
@@ -267,6 +272,9 @@ class _Peeler:
         """Kernel-test the proposals; add new directions (and exact reads of known ones)."""
         new, idx, full = kernel_proposals(self.L, z, self.alive, self.tol, self.gen, self.deadline, fracs)
         new = new / new.norm(dim=1, keepdim=True)
+        if self.check is not None and len(new):
+            ok = self.check(new)
+            new, idx, full = new[ok], idx[ok], full[ok]
         full = full & may[idx]
         added: list[int] = []
         for i in range(len(new)):

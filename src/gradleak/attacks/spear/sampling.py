@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -197,6 +198,8 @@ class Candidates:
         self.q = torch.zeros(0, r, dtype=torch.float64)
         self.masks = torch.zeros(0, 0, dtype=torch.bool)
         self.counts = torch.zeros(0, dtype=torch.long)
+        self.check: Callable[[torch.Tensor], torch.Tensor] | None = None   # directions → plausible
+        self.rejected = 0
 
     def __len__(self) -> int:
         return int(self.q.shape[0])
@@ -204,6 +207,10 @@ class Candidates:
     def add(self, q: torch.Tensor, masks: torch.Tensor, counts: torch.Tensor) -> int:
         """Add new directions; returns how many were new."""
         added = 0
+        if self.check is not None and len(q):
+            ok = self.check(q)
+            self.rejected += int((~ok).sum())
+            q, masks, counts = q[ok], masks[ok], counts[ok]
         if self.masks.shape[1] == 0:
             self.masks = torch.zeros(0, masks.shape[1], dtype=torch.bool)
         for qi, mi, ci in zip(q, masks, counts):

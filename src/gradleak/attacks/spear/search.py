@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ from gradleak.attacks.spear.hybrid import (
     row_pairs,
     row_ratio_inputs,
 )
+from gradleak.attacks.spear.masks import structured_chunk, structured_directions
 from gradleak.attacks.spear.sampling import Candidates, Tolerances, sample_directions
 from gradleak.attacks.spear.select import (
     agreement,
@@ -47,6 +49,7 @@ from gradleak.attacks.spear.select import (
     independent,
     select,
 )
+from gradleak.attacks.spear.structure import OutputSpan
 from gradleak.attacks.spear.verify import Replay, verify
 from gradleak.core.types import Progress
 
@@ -71,6 +74,11 @@ class Problem:
     tolerance: float | None = None
     lift: Callable[[torch.Tensor], torch.Tensor] | None = None
     parent: Problem | None = None
+    span: OutputSpan | None = None
+
+    def plausible(self, q: torch.Tensor) -> torch.Tensor:
+        """Which directions (rows) pass the next layer's test (:mod:`~gradleak.attacks.spear.structure`)."""
+        return torch.ones(len(q), dtype=torch.bool) if self.span is None else self.span(q @ self.L.T)
 
     @property
     def b(self) -> int:
@@ -93,6 +101,7 @@ class SearchStats:
     rounds: int = 0
     proposal_rounds: int = 0
     from_row_ratios: int = 0
+    structured: int = 0
     selections: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -114,6 +123,8 @@ def search(prob: Problem, method: str, gen: torch.Generator, deadline: Deadline 
     b, tol = prob.b, prob.tol
     stats = stats if stats is not None else SearchStats()
     pool = pool if pool is not None else Candidates(b, tol.dedup)
+    if prob.span is not None:
+        pool.check = prob.plausible
     if b == 1:                                   # one sample: its direction is the whole space
         one = torch.ones(1, 1, dtype=torch.float64)
         return one, pool, prob.verify(one)
@@ -124,7 +135,14 @@ def search(prob: Problem, method: str, gen: torch.Generator, deadline: Deadline 
     strengths = (0.0, 1.0, 2.0, 4.0) if method == "hybrid" else (0.0,)
     best: tuple[torch.Tensor | None, float] = (None, -1.0)
     selected_at, completed_at = -1, -1
+    share = _Share() if method == "hybrid" and prob.span is not None else None
     while not spent(deadline):
+        if share is not None and share.structured_next():   # alternating projection (masks.py)
+            t0 = time.perf_counter()
+            new = structured_directions(prob, gen, 4 * structured_chunk(prob), deadline=deadline)
+            found = pool.add(*describe(new, prob.L, prob.alive, tol))
+            stats.structured += found
+            share.record(True, time.perf_counter() - t0, found)
         if len(pool) >= b and selected_at != len(pool):
             selected_at = len(pool)
             stats.selections += 1
@@ -139,16 +157,39 @@ def search(prob: Problem, method: str, gen: torch.Generator, deadline: Deadline 
             if propose(prob, pool, gen, deadline):
                 stats.proposal_rounds += 1
                 continue
+        if share is not None and share.structured_next():
+            continue
         if stats.drawn >= max_samples or spent(deadline) or int(prob.alive.sum()) < b - 1:
             break                                 # (too few live rows to sample b − 1 of them)
         n = min(batch * 8, max_samples - stats.drawn)
         strength = strengths[stats.rounds % len(strengths)]
         logits = row_logits(pool, prob.L, prob.alive, strength) if strength > 0 else None
-        pool.add(*sample_directions(prob.L, prob.alive, n, tol, gen, logits, batch, deadline))
+        t0 = time.perf_counter()
+        found = pool.add(*sample_directions(prob.L, prob.alive, n, tol, gen, logits, batch, deadline))
+        if share is not None:
+            share.record(False, time.perf_counter() - t0, found)
         stats.drawn, stats.rounds = stats.drawn + n, stats.rounds + 1
         if progress is not None:
             progress(stats.drawn, max_samples, float(b - len(pool)))
     return best[0], pool, False
+
+
+class _Share:
+    """Splits the search's time between structured proposals and row sampling by their yield
+    (new directions per second, with one found and one second as a prior), each getting at
+    least a fifth."""
+
+    def __init__(self) -> None:
+        self.seconds, self.found = [1.0, 1.0], [1.0, 1.0]     # [sampling, structured]
+
+    def record(self, structured: bool, seconds: float, found: int) -> None:
+        self.seconds[structured] += seconds
+        self.found[structured] += found
+
+    def structured_next(self) -> bool:
+        rates = [f / s for f, s in zip(self.found, self.seconds)]
+        want = min(0.8, max(0.2, rates[1] / max(sum(rates), 1e-300)))
+        return self.seconds[1] <= want * sum(self.seconds)
 
 
 def propose(prob: Problem, pool: Candidates, gen: torch.Generator,
