@@ -33,7 +33,7 @@ from gradleak.models import build_model
 
 INFO_KEYS = ("complete", "samples_verified", "distinct", "multiplicity", "stopped", "peeled",
              "directions_found", "residual_w", "residual_floor_w", "noise_limited", "verified_by",
-             "error_bar", "rank_spectrum_gap")
+             "error_bar", "rank_spectrum_gap", "from_structure", "rejected_by_span", "finish_reserve")
 SPLIT = "attack"
 """The split every scored batch is drawn from (:mod:`gradleak.data.splits`)."""
 

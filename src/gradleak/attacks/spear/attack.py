@@ -55,13 +55,13 @@ from gradleak.attacks.spear.budget import Deadline, spent
 from gradleak.attacks.spear.delta import delta_gradient
 from gradleak.attacks.spear.distinct import expand, make_replay, multiplicities
 from gradleak.attacks.spear.errorbar import error_bars, thin_svd
-from gradleak.attacks.spear.masks import polish
+from gradleak.attacks.spear.finish import FINISH_FACTOR, finish, trial_cost
 from gradleak.attacks.spear.peel import Peeled, peel, reduced_basis, residuals
-from gradleak.attacks.spear.sampling import Candidates, Tolerances, null_directions, zero_masks
+from gradleak.attacks.spear.sampling import Candidates, Tolerances
 from gradleak.attacks.spear.search import Problem, SearchStats, search
 from gradleak.attacks.spear.select import consistency, describe, fill_directions
 from gradleak.attacks.spear.structure import next_layer_span
-from gradleak.attacks.spear.verify import NOISE_LIMIT, keep_peeled, verify
+from gradleak.attacks.spear.verify import NOISE_LIMIT
 from gradleak.core.errors import ConfigError, GradleakError
 from gradleak.core.seeding import attack_generator
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction
@@ -120,8 +120,9 @@ class Spear(Attack):
         max_samples: most row subsets to sample before giving up (best effort is returned).
         batch: subsets per batched QR.
         max_seconds: hard wall-clock budget of the whole attack (default 300 s; ``None``: until
-            ``max_samples``). Checked inside every inner loop; 3 % of it (at most 10 s) is kept
-            for the steps after the search.
+            ``max_samples``). Checked inside every inner loop; the steps after the search
+            keep 3 % of it (at most 10 s) or twice their measured cost, whichever is more
+            (:mod:`~gradleak.attacks.spear.finish`).
         tau: share of the live rows (beyond the ``b − 1`` sampled ones) a direction must also be
             zero on (the sparsity filter's τ*; rows dead for every sample are not counted).
         zero_tol: relative threshold for a zero entry; ``None`` picks it from the spectrum's noise.
@@ -248,21 +249,11 @@ class Spear(Attack):
         if update.kind == "weight_delta" and prob.replay is None:
             info["verified_by"] = "none"                 # mini-batch FedAvg: cannot be replayed
         gen = attack_generator(self.seed)
+        if math.isfinite(deadline.seconds):      # keep what the finishing steps will cost (finish.py)
+            deadline.keep(max(deadline.reserved, FINISH_FACTOR * trial_cost(prob, self.tolerance)))
+            info["finish_reserve"] = deadline.reserved
         q_hat, duals = self._find(prob, gen, deadline, progress, info)
-        polished, ok = null_directions(prob.L, zero_masks(q_hat.T @ prob.L.T, prob.alive, prob.tol.zero),
-                                       prob.tol)
-        q_hat = torch.where(ok[None, :], polished.T, q_hat)      # re-solve each on its zero set
-        verdict = verify(prob.gw, prob.gb, prob.L, prob.R, q_hat, prob.W, prob.bias, prob.alive,
-                         prob.noise, prob.replay, self.tolerance)
-        if prob.span is not None and not ok.all():                 # or on every row (masks.py)
-            q_alt = torch.where(ok[None, :], q_hat, polish(prob.L, prob.span.A, prob.alive, q_hat.T,
-                                                           prob.tol.zero).T)
-            alt = verify(prob.gw, prob.gb, prob.L, prob.R, q_alt, prob.W, prob.bias, prob.alive,
-                         prob.noise, prob.replay, self.tolerance)
-            if alt.residual_w < verdict.residual_w:
-                q_hat, verdict = q_alt, alt
-        if not verdict.complete and duals is not None:
-            verdict = keep_peeled(verdict, duals, q_hat, prob.R, prob.L)
+        q_hat, verdict = finish(prob, q_hat, duals, self.tolerance)
         info.update(verdict.summary())
         if verdict.noise_limited:
             info["error_bar"] = error_bars(prob.gw, prob.gb, prob.L, prob.R, q_hat, prob.alive, prob.tol.zero,
