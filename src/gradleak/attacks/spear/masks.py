@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from gradleak.attacks.spear.budget import Deadline, spent
-from gradleak.attacks.spear.sampling import Tolerances
+from gradleak.attacks.spear.sampling import Tolerances, null_directions
 
 
 def alternate(L: torch.Tensor, A: torch.Tensor, alive: torch.Tensor, M: torch.Tensor, delta: torch.Tensor,
@@ -79,22 +79,45 @@ def exact_directions(L: torch.Tensor, A: torch.Tensor, alive: torch.Tensor, V: t
     """Exact unit directions ``(c', r)`` from converged columns: the kernel of the structured
     system on the rows whose assignment is clear (``|V_j|`` or ``|V_j − F_j|`` below ``clear ·
     |F_j|``, and ``|F_j|`` not negligible)."""
-    r, k = L.shape[1], A.shape[1]
     big = F.abs() > 1e-3 * F.abs().amax(1, keepdim=True)
     zero = alive[None] & big & (V.abs() <= clear * F.abs())
     on = alive[None] & big & ((V - F).abs() <= clear * F.abs())
+    q, ok = structured_kernels(L, A, zero, on, tol)
+    return q[ok]
+
+
+def structured_kernels(L: torch.Tensor, A: torch.Tensor, zero: torch.Tensor, on: torch.Tensor,
+                       tol: Tolerances) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel ``(q, δ)`` of ``[L_Z, 0; L_on, −A_on]`` for row sets ``zero`` and ``on`` ``(c, m)``.
+
+    Returns:
+        unit directions ``(c, r)`` and whether each is a clean one-dimensional kernel ``(c,)``.
+    """
+    r, k = L.shape[1], A.shape[1]
+    A = A / A.norm(dim=0).clamp_min(1e-300)
     z, a = zero.to(L.dtype), on.to(L.dtype)
     LL = torch.einsum("cm,mi,mj->cij", z + a, L, L)
     LA = -torch.einsum("cm,mi,mj->cij", a, L, A)
     AA = torch.einsum("cm,mi,mj->cij", a, A, A)
-    gram = torch.cat([torch.cat([LL, LA], 2), torch.cat([LA.mT, AA], 2)], 1)
-    ev, vec = torch.linalg.eigh(gram)
+    ev, vec = torch.linalg.eigh(torch.cat([torch.cat([LL, LA], 2), torch.cat([LA.mT, AA], 2)], 1))
     low = ev[:, 0].clamp_min(0)
     ok = (low <= tol.null * ev[:, -1]) & (ev[:, 1] > tol.gap * low) & (ev[:, 1] > 100 * tol.null * ev[:, -1])
     ok &= (zero.sum(1) + on.sum(1)) >= r + k + 8
-    q = vec[ok, :r, 0]
+    q = vec[:, :r, 0]
     norms = q.norm(dim=1)
-    return q[norms > 1e-6] / norms[norms > 1e-6, None]
+    ok &= norms > 1e-6
+    return q / norms.clamp_min(1e-300)[:, None], ok
+
+
+def kernels(L: torch.Tensor, zero: torch.Tensor, on: torch.Tensor, tol: Tolerances,
+            A: torch.Tensor | None = None) -> torch.Tensor:
+    """Directions ``(c', r)`` of predicted zero sets: the zero-set kernel, or where that is not
+    clean (and ``A = W₂ᵀ`` is known) the structured kernel with the predicted active rows ``on``."""
+    q, good = null_directions(L, zero, tol)
+    if A is None or good.all():
+        return q[good]
+    q2, ok2 = structured_kernels(L, A, zero[~good], on[~good], tol)
+    return torch.cat([q[good], q2[ok2]])
 
 
 def _chunk(m: int, r: int, k: int) -> int:

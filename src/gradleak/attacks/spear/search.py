@@ -215,6 +215,7 @@ def propose(prob: Problem, pool: Candidates, gen: torch.Generator,
             if spent(deadline):
                 return False
             extra = {"deadline": deadline} if complete is complete_pair else {}
+            extra["span_a"] = prob.span.A if prob.span is not None else None
             new = complete(found[:k], L, prob.R, prob.W, prob.bias, prob.alive, tol, frac, **extra)
             if len(new) and pool.add(*describe(new, L, prob.alive, tol)):
                 return True

@@ -26,10 +26,10 @@ from __future__ import annotations
 import torch
 
 from gradleak.attacks.spear.budget import Deadline, spent
+from gradleak.attacks.spear.masks import kernels
 from gradleak.attacks.spear.sampling import (
     Candidates,
     Tolerances,
-    null_directions,
     predicted_masks,
     zero_masks,
 )
@@ -119,7 +119,7 @@ def select(pool: Candidates, L: torch.Tensor, R: torch.Tensor, grad_bias: torch.
 
 def complete_last(known: torch.Tensor, L: torch.Tensor, R: torch.Tensor, weight: torch.Tensor,
                   bias: torch.Tensor, alive: torch.Tensor, tol: Tolerances,
-                  frac: float = 1.0) -> torch.Tensor:
+                  frac: float = 1.0, span_a: torch.Tensor | None = None) -> torch.Tensor:
     """Candidate directions for the one missing column when ``r − 1`` are known.
 
     The missing sample's row of ``Q⁻¹`` is orthogonal to the known directions, so its input is
@@ -129,6 +129,8 @@ def complete_last(known: torch.Tensor, L: torch.Tensor, R: torch.Tensor, weight:
     Args:
         known: ``(r − 1, r)`` known unit directions (rows).
         frac: use only the most negative share of each predicted zero set (tolerance).
+        span_a: ``W₂ᵀ`` of the next layer, if known: zero sets whose kernel is not clean get
+            the structured test (:func:`~gradleak.attacks.spear.masks.kernels`).
 
     Returns:
         candidate unit directions ``(k, r)`` (rows) with a clean kernel.
@@ -142,15 +144,13 @@ def complete_last(known: torch.Tensor, L: torch.Tensor, R: torch.Tensor, weight:
     span = float(breaks[-1] - breaks[0]) + 1.0
     mids = torch.cat([breaks[:1] - span, (breaks[1:] + breaks[:-1]) / 2, breaks[-1:] + span])
     z_hat = mids[:, None] * a[None] + bias[None]
-    masks = predicted_masks(z_hat, alive, frac)
-    q, good = null_directions(L, masks, tol)
-    return q[good]
+    return kernels(L, predicted_masks(z_hat, alive, frac), (z_hat > 0) & alive[None], tol, span_a)
 
 
 def complete_pair(known: torch.Tensor, L: torch.Tensor, R: torch.Tensor, weight: torch.Tensor,
                   bias: torch.Tensor, alive: torch.Tensor, tol: Tolerances, frac: float = 1.0,
                   chunk: int | None = None, deadline: Deadline | None = None,
-                  max_flops: float = 3e10) -> torch.Tensor:
+                  max_flops: float = 3e10, span_a: torch.Tensor | None = None) -> torch.Tensor:
     """Candidate directions for the two missing columns when ``r − 2`` are known.
 
     Both missing inputs lie in the plane ``{α y₁ + β y₂}`` spanned by the rows of ``Q⁻¹`` that
@@ -158,7 +158,7 @@ def complete_pair(known: torch.Tensor, L: torch.Tensor, R: torch.Tensor, weight:
     plane into cells; every cell touches a vertex, so the four points around each vertex visit
     all cells, and a cell whose predicted zero set has a kernel gives a missing direction.
     With ``2·m_live²·m·r²`` above ``max_flops`` (wide layers) it returns nothing: the cells are
-    too many to test within a budget.
+    too many to test within a budget. ``span_a`` as in :func:`complete_last`.
 
     Returns:
         candidate unit directions ``(k, r)`` (rows) with a clean kernel.
@@ -172,7 +172,7 @@ def complete_pair(known: torch.Tensor, L: torch.Tensor, R: torch.Tensor, weight:
     i_all, j_all = torch.triu_indices(len(rows), len(rows), 1)
     outer = (L[:, :, None] * L[:, None, :]).reshape(-1, r * r)
     chunk = chunk or max(64, (1 << 24) // (L.shape[0] * r * r))
-    hits, seen = [], set()
+    hits, ons, seen = [], [], set()
     for start in range(0, len(i_all), chunk):
         if spent(deadline):
             break
@@ -185,18 +185,29 @@ def complete_pair(known: torch.Tensor, L: torch.Tensor, R: torch.Tensor, weight:
         eps = 1e-7 * (1 + vertex.norm(dim=1, keepdim=True))
         points = torch.cat([vertex + eps * (s1 * normals[:, 0] + s2 * normals[:, 1])
                             for s1 in (-1, 1) for s2 in (-1, 1)])
-        masks = predicted_masks(points @ a + bias[None], alive, frac).unique(dim=0)
+        z_hat = points @ a + bias[None]
+        masks, first = _unique_rows(predicted_masks(z_hat, alive, frac))
+        on = ((z_hat > 0) & alive[None])[first]
         keys = [row.numpy().tobytes() for row in masks]
         new = torch.tensor([key not in seen for key in keys], dtype=torch.bool)
         seen.update(keys)
-        masks = masks[new]
-        for part in masks.split(chunk):
+        masks, on = masks[new], on[new]
+        for part, part_on in zip(masks.split(chunk), on.split(chunk)):
             evals = torch.linalg.eigvalsh((part.to(L.dtype) @ outer).reshape(-1, r, r))
-            hits.append(part[evals[:, 0] <= tol.null * evals[:, -1]])
+            hit = evals[:, 0] <= tol.null * evals[:, -1]
+            hits.append(part[hit])
+            ons.append(part_on[hit])
     if not hits:
         return L.new_zeros(0, r)
-    q, good = null_directions(L, torch.cat(hits), tol)
-    return q[good]
+    return kernels(L, torch.cat(hits), torch.cat(ons), tol, span_a)
+
+
+def _unique_rows(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of a boolean matrix and the index of the first occurrence of each."""
+    uniq, inverse = masks.unique(dim=0, return_inverse=True)
+    first = torch.full((len(uniq),), len(masks), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(len(masks)), reduce="amin")
+    return uniq, first
 
 
 def describe(q: torch.Tensor, L: torch.Tensor, alive: torch.Tensor,
