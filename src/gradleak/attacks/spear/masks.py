@@ -129,12 +129,16 @@ def structured_chunk(prob: Any) -> int:
     return _chunk(prob.L.shape[0], prob.L.shape[1], prob.span.A.shape[1])
 
 
-def start_masks(prob: Any, c: int, gen: torch.Generator) -> torch.Tensor:
+def start_masks(prob: Any, c: int, gen: torch.Generator, known: torch.Tensor | None = None) -> torch.Tensor:
     """``c`` starting masks ``(c, m)``: a third each from random points of the inputs' row space
     ``span(R)`` (scaled like the row ratios), from the row ratios ``∂L/∂W_j / ∂L/∂b_j`` (mixtures
     of a few inputs), and uniform random masks. The first two are patterns an input can have,
     and reach more samples (natural32 b=32 width 200, 2000 starts: 31 and 30 of 32 samples
-    against 24 from uniform masks)."""
+    against 24 from uniform masks).
+
+    With directions ``known`` (rows), the random points are drawn where the *missing* inputs
+    are: ``x_u = p_u R`` with ``p_u`` (a row of ``Q⁻¹``) orthogonal to every known direction,
+    since ``Q⁻¹ Q = I``; so the starts close in on the samples not yet found."""
     m = prob.L.shape[0]
     live = prob.alive & (prob.gb.abs() > 1e-9 * prob.gb.abs().max())
     ratios = prob.gw[live] / prob.gb[live, None]
@@ -142,9 +146,16 @@ def start_masks(prob: Any, c: int, gen: torch.Generator) -> torch.Tensor:
         return (torch.rand(c, m, generator=gen) < 0.5) & prob.alive[None]
     scale = ratios.norm(dim=1).median()
     n1, n2 = c // 3, c // 3
-    p = torch.randn(n1, prob.R.shape[0], generator=gen, dtype=prob.R.dtype)
+    r = prob.R.shape[0]
+    if known is not None and 0 < len(known) < r:
+        basis = torch.linalg.svd(known, full_matrices=True).Vh[len(known):]      # ⟂ known directions
+        n1, n2 = c // 2, c // 4
+        p = torch.randn(n1, len(basis), generator=gen, dtype=prob.R.dtype) @ basis
+    else:
+        p = torch.randn(n1, r, generator=gen, dtype=prob.R.dtype)
     x = p @ prob.R
-    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-300) * scale
+    wobble = torch.exp(0.3 * torch.randn(n1, 1, generator=gen, dtype=x.dtype))
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-300) * scale * wobble
     x = torch.cat([x, ratios[torch.randint(0, len(ratios), (n2,), generator=gen)]])
     M = torch.cat([(x @ prob.W.T + prob.bias[None]) > 0, torch.rand(c - n1 - n2, m, generator=gen) < 0.5])
     return M & prob.alive[None]
@@ -152,7 +163,7 @@ def start_masks(prob: Any, c: int, gen: torch.Generator) -> torch.Tensor:
 
 def structured_directions(prob: Any, gen: torch.Generator, n: int, label_weights: torch.Tensor | None = None,
                           deadline: Deadline | None = None, chunk: int | None = None,
-                          iters: int = 60) -> torch.Tensor:
+                          iters: int = 60, known: torch.Tensor | None = None) -> torch.Tensor:
     """Exact directions ``(c, r)`` from ``n`` starts of :func:`alternate` (module doc).
 
     Args:
@@ -160,6 +171,7 @@ def structured_directions(prob: Any, gen: torch.Generator, n: int, label_weights
             the gradients, the layer, live rows, tolerances; ``span.A = W₂ᵀ``).
         label_weights: how often to start from each label (default uniform).
         deadline: checked between chunks of starts.
+        known: directions found so far (rows): starts aim at the others (:func:`start_masks`).
     """
     L, alive, tol = prob.L, prob.alive, prob.tol
     m, r = L.shape
@@ -174,7 +186,7 @@ def structured_directions(prob: Any, gen: torch.Generator, n: int, label_weights
         c = min(chunk, n - start)
         ys = torch.multinomial(weights.double(), c, replacement=True, generator=gen)
         delta = torch.full((c, k), 1.0 / k, dtype=L.dtype) - torch.nn.functional.one_hot(ys, k).to(L.dtype)
-        V, F, _ = alternate(L, A, alive, start_masks(prob, c, gen), delta, iters)
+        V, F, _ = alternate(L, A, alive, start_masks(prob, c, gen, known), delta, iters)
         out += [exact_directions(L, A, alive, V, F, tol, clear) for clear in (0.25, 0.05)]
     q = torch.cat(out)
     return polish(L, A, alive, q, tol.zero) if len(q) else q

@@ -139,7 +139,8 @@ def search(prob: Problem, method: str, gen: torch.Generator, deadline: Deadline 
     while not spent(deadline):
         if share is not None and share.structured_next():   # alternating projection (masks.py)
             t0 = time.perf_counter()
-            new = structured_directions(prob, gen, 4 * structured_chunk(prob), deadline=deadline)
+            new = structured_directions(prob, gen, 4 * structured_chunk(prob), deadline=deadline,
+                                        known=independent(pool, b) if len(pool) else None)
             found = pool.add(*describe(new, prob.L, prob.alive, tol))
             stats.structured += found
             share.record(True, time.perf_counter() - t0, found)
