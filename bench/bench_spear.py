@@ -10,6 +10,10 @@ Sections (``--section``, default ``all``):
   120 s, a variant stops after 2 runs with no exact batch);
 * ``ica``    — a probe of an idea that failed (kurtosis maximisation for the directions).
 
+Every batch is drawn from the dataset's ``attack`` split (``gradleak.data.splits``), so no scored
+batch could have chosen a hyper-parameter; cached records from before that (whole dataset, keys
+without ``|split=attack``) are kept but not reported.
+
 Every finished run is appended to ``--cache`` (JSON lines) with its seed, the git commit and the
 machine load, and skipped when the script runs again, so a long table can be measured in
 several sittings (``--max-minutes`` stops starting new runs). A cell whose first
