@@ -96,3 +96,32 @@ def test_process_pool_terminates_an_attack_over_budget():
 def test_bad_executor_settings_are_one_clear_error():
     with pytest.raises(ConfigError, match="pool must be one of.*workers must be.*attack_seconds must be"):
         AuditExecutor(abs, pool="ray", workers=0, attack_seconds=-1)
+
+
+def test_process_pool_attacks_a_whole_round_in_one_batched_job_like_one_at_a_time():
+    import torch
+
+    from gradleak.core.registry import create_attack
+    from gradleak.fl import fedsgd_update
+    from gradleak.integrations.flower.attackjob import AttackJob, RoundJob, run_attack, run_job, split_outcome
+    from gradleak.models import build_model
+
+    model = build_model("convnet", shape=(1, 8, 8), num_classes=10, seed=0).eval()
+    gen = torch.Generator().manual_seed(3)
+    updates = [fedsgd_update(model, torch.rand(1, 1, 8, 8, generator=gen), torch.tensor([c]), labels_leak=True)
+               for c in (1, 5)]
+    attack = create_attack("ig", steps=4, labels="known")
+    jobs = [AttackJob(attack, model, model.state_dict(), u, (1, 8, 8), False) for u in updates]
+    jobs.append(AttackJob(attack, model, {"bogus": torch.zeros(1)}, updates[0], (1, 8, 8), False))  # bad state
+    seen: dict = {}
+    ex = AuditExecutor(run_job, pool="process", workers=1, attack_seconds=300,
+                       on_outcome=lambda job, out: seen.update(split_outcome(job, out)))
+    assert ex.ready(timeout=120)
+    ex.submit(1, [((1, "round"), RoundJob(["a", "b", "bad"], jobs))])
+    ex.wait_round(1)
+    ex.shutdown()
+    assert sorted(seen) == ["a", "b", "bad"]
+    assert seen["bad"].status == "failed" and "bogus" in seen["bad"].reason  # its own error, the others kept
+    for key, job in zip("ab", jobs):  # the spawned worker's batched answer = this process, one at a time
+        assert seen[key].status == "ok" and seen[key].result.info["batched"] == 2  # one run_many pass
+        assert torch.allclose(seen[key].result.inputs, run_attack(job).inputs, atol=1e-5)

@@ -8,6 +8,7 @@ import torch
 from gradleak.core.errors import ConfigError
 from gradleak.core.registry import create_attack
 from gradleak.fl import fedsgd_update
+from gradleak.inversion import losses
 from gradleak.inversion.gradients import TrialGradients
 from gradleak.inversion.lbfgs import Tolerances, lbfgs_minimise
 from gradleak.inversion.losses import GradientDistance, cosine_distance, l2_distance
@@ -126,6 +127,22 @@ def test_gradient_distance_matches_the_per_tensor_distances_client_by_client():
         assert torch.allclose(got, want, atol=1e-5), kind
 
 
+def test_gradient_distance_reads_tensors_one_by_one_or_concatenated_alike(monkeypatch):
+    gen = torch.Generator().manual_seed(2)
+    targets = [[torch.randn(4, 3, generator=gen), torch.randn(5, generator=gen)] for _ in range(2)]
+    trial = [torch.randn(6, 4, 3, generator=gen, requires_grad=True), torch.randn(6, 5, generator=gen,
+                                                                                   requires_grad=True)]
+    out = {}
+    for small in (0, 1 << 20):  # every call per tensor / every call concatenated
+        monkeypatch.setattr(losses, "SMALL", small)
+        for kind in ("cosine", "l2"):
+            d = GradientDistance(targets, kind)(trial)
+            out[small, kind] = (d, torch.autograd.grad(d.pow(2).sum(), trial))
+    for kind in ("cosine", "l2"):
+        (a, ga), (b, gb) = out[0, kind], out[1 << 20, kind]
+        assert torch.allclose(a, b, atol=1e-6) and all(torch.allclose(u, v, atol=1e-5) for u, v in zip(ga, gb))
+
+
 def test_trial_gradients_leave_parameter_grads_alone_and_rows_equal_singles():
     model = build_model("convnet", shape=(1, 8, 8), num_classes=10, seed=0)
     trial = TrialGradients(model)
@@ -140,12 +157,17 @@ def test_trial_gradients_leave_parameter_grads_alone_and_rows_equal_singles():
 
 
 @pytest.mark.parametrize("name, options", [("convnet", {}), ("lenet", {}), ("resnet20", {}),
-                                           ("resnet20", {"norm": "gn"}), ("inplace", {})])
+                                           ("resnet20", {"norm": "gn"}), ("inplace", {}), ("oddconv", {})])
 def test_per_sample_gradients_equal_parameter_copies(name, options):
     torch.manual_seed(0)
     if name == "inplace":  # an in-place ReLU after a kept output
         model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(27, 6), torch.nn.ReLU(inplace=True),
                                     torch.nn.Linear(6, 10))
+    elif name == "oddconv":  # rectangular kernel, uneven stride and padding, dilation, no bias
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(2, 1), dilation=2,
+                                                    bias=False), torch.nn.ReLU(), torch.nn.Flatten(),
+                                    torch.nn.LazyLinear(10))
+        model(torch.rand(1, 3, 3, 3))
     else:
         model = build_model(name, shape=(3, 3, 3), num_classes=10, seed=0, **options)
     model = model.eval().double()

@@ -1,7 +1,9 @@
 """Gradient-matching distances over lists of tensors with a leading restart dimension.
 
 Example:
-    >>> import torch
+    >>> from collections.abc import Iterable
+
+import torch
     >>> g = [torch.ones(3), torch.ones(2, 2)]
     >>> trial = [t[None] * 2 for t in g]          # R = 1, same direction
     >>> float(cosine_distance(trial, g)[0]) < 1e-6
@@ -11,6 +13,8 @@ Example:
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 
@@ -40,15 +44,22 @@ def cosine_distance(trial: GradList, target: GradList, eps: float = 1e-12) -> to
 DISTANCES = {"l2": l2_distance, "cosine": cosine_distance}
 
 
+SMALL = 1 << 17
+"""Trial gradients of at most this many numbers in all are concatenated before the distance (one
+fused op per pass beats one per tensor); larger ones are read tensor by tensor (no ``(K, P)`` copy)."""
+
+
 class GradientDistance:
     """A gradient distance to fixed targets, one per client, for trial rows grouped by client.
 
-    The targets are flattened once and their norms computed once (they are constants); each
-    call flattens the trial gradients of ``K = N·R`` rows (``R`` consecutive rows per client) and
-    returns ``(K,)`` distances, every row against its own client's target. One client (``N = 1``)
-    is the plain case of one target for all rows. The distance and its gradient are fused
-    (:class:`_Cosine`, :class:`_SquaredL2`: two passes over the gradients forward, one or two back,
-    instead of the half-dozen an op-by-op graph takes); differentiable once (what matching needs).
+    The targets are flattened once per tensor and their norms computed once (they are
+    constants); each call views the trial gradients of ``K = N·R`` rows (``R`` consecutive rows per
+    client) tensor by tensor — not concatenated, so no ``(K, P)`` copy is made forward or back,
+    unless they are :data:`SMALL` — and returns ``(K,)`` distances, every row against its own
+    client's target. One client (``N = 1``) is the plain case of one target for all rows. The
+    distance and its gradient are fused (:class:`_Cosine`, :class:`_SquaredL2`: one pass over each
+    tensor forward, one back, instead of the half-dozen an op-by-op graph takes); differentiable
+    once (what matching needs).
 
     Args:
         targets: one gradient list per client, in ``model.named_parameters()`` order.
@@ -67,51 +78,71 @@ class GradientDistance:
         if kind not in DISTANCES:
             raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {kind!r}")
         self.kind, self.eps = kind, eps
-        self.flat = torch.stack([torch.cat([t.detach().reshape(-1) for t in g]) for g in targets])  # (N, P)
+        # per tensor, every client's target flattened: (N, P_l)
+        self.parts = [torch.stack([t.detach().reshape(-1) for t in layer]) for layer in zip(*targets)]
+        self.flat = torch.cat(self.parts, 1)                                   # (N, P)
         self.sq_norm = torch.linalg.vecdot(self.flat, self.flat)  # (N,)
         self.scale = 1.0 / len(targets[0]) if mean_over_tensors else 1.0
 
     def __call__(self, trial: GradList) -> torch.Tensor:
-        k, n = trial[0].shape[0], self.flat.shape[0]
-        g = torch.cat([t.reshape(k, -1) for t in trial], 1).view(n, k // n, -1)   # (N, R, P)
+        k, n = trial[0].shape[0], self.parts[0].shape[0]
+        if k * self.flat.shape[1] <= SMALL:  # one concatenated tensor: fewer ops for a small graph
+            views, parts = [torch.cat([t.reshape(k, -1) for t in trial], 1).view(n, k // n, -1)], [self.flat]
+        else:
+            views, parts = [t.reshape(n, k // n, -1) for t in trial], self.parts  # (N, R, P_l) each
         if self.kind == "l2":
-            return _SquaredL2.apply(g, self.flat).reshape(k) * self.scale
-        return _Cosine.apply(g, self.flat, self.sq_norm, self.eps).reshape(k)
+            return _SquaredL2.apply(len(views), *views, *parts).reshape(k) * self.scale
+        return _Cosine.apply(self.sq_norm, self.eps, *views, *parts).reshape(k)
 
 
 class _Cosine(torch.autograd.Function):
-    """``1 − <g, t> / (√(‖g‖²‖t‖²) + eps)`` per row of ``g (N, R, P)`` against ``t (N, P)`` (constant)."""
+    """``1 − <g, t> / (√(‖g‖²‖t‖²) + eps)`` per row, over tensors ``g_l (N, R, P_l)`` against
+    constant targets ``t_l (N, P_l)`` (given as ``*g, *t``)."""
 
     @staticmethod
-    def forward(ctx, g: torch.Tensor, t: torch.Tensor, t_sq: torch.Tensor, eps: float) -> torch.Tensor:
-        dot = torch.linalg.vecdot(g, t[:, None])
-        g_sq = torch.linalg.vecdot(g, g)
+    def forward(ctx, t_sq: torch.Tensor, eps: float, *tensors: torch.Tensor) -> torch.Tensor:
+        half = len(tensors) // 2
+        gs, ts = tensors[:half], tensors[half:]
+        dot = _total(torch.linalg.vecdot(g, t[:, None]) for g, t in zip(gs, ts))
+        g_sq = _total(torch.linalg.vecdot(g, g) for g in gs)
         root = torch.sqrt(g_sq * t_sq[:, None])
         den = root + eps
-        ctx.save_for_backward(g, t, t_sq, dot, root, den)
+        ctx.save_for_backward(t_sq, dot, root, den, *tensors)
         return 1 - dot / den
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        g, t, t_sq, dot, root, den = ctx.saved_tensors
-        on_t = -grad / den                                                      # ∂/∂<g,t>
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        t_sq, dot, root, den, *tensors = ctx.saved_tensors
+        half = len(tensors) // 2
+        on_t = (-grad / den)[..., None]                                         # ∂/∂<g,t>
         on_g = torch.where(root > 0, grad * dot * t_sq[:, None] / (den * den * root.clamp_min(1e-300)),
-                           torch.zeros_like(root))                              # ∂/∂g via ‖g‖
-        return torch.addcmul(on_g[..., None] * g, on_t[..., None], t[:, None]), None, None, None
+                           torch.zeros_like(root))[..., None]                   # ∂/∂g via ‖g‖
+        grads = [torch.addcmul(on_g * g, on_t, t[:, None]) for g, t in zip(tensors[:half], tensors[half:])]
+        return (None, None, *grads, *([None] * half))
+
+
+def _total(parts: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The sum of tensors (the first one itself when alone: no extra op)."""
+    it = iter(parts)
+    out = next(it)
+    for p in it:
+        out = out + p
+    return out
 
 
 class _SquaredL2(torch.autograd.Function):
-    """``‖g − t‖²`` per row of ``g (N, R, P)`` against ``t (N, P)`` (constant)."""
+    """``‖g − t‖²`` per row, over tensors ``g_l (N, R, P_l)`` against constant targets ``t_l (N, P_l)``."""
 
     @staticmethod
-    def forward(ctx, g: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        diff = g - t[:, None]
-        ctx.save_for_backward(diff)
-        return torch.linalg.vecdot(diff, diff)
+    def forward(ctx, half: int, *tensors: torch.Tensor) -> torch.Tensor:
+        diffs = [g - t[:, None] for g, t in zip(tensors[:half], tensors[half:])]
+        ctx.save_for_backward(*diffs)
+        return _total(torch.linalg.vecdot(d, d) for d in diffs)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (diff,) = ctx.saved_tensors
-        return diff * (2 * grad)[..., None], None
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        diffs = ctx.saved_tensors
+        scale = (2 * grad)[..., None]
+        return (None, *[d * scale for d in diffs], *([None] * len(diffs)))

@@ -10,7 +10,8 @@ gradient ``δ`` (with ``create_graph``), and each row's parameter gradient is as
 and ``δ`` with batched matrix products (the per-sample-gradient identities behind Opacus):
 
 * Linear: ``∂W = Σ_b δ_b a_bᵀ``, ``∂b = Σ_b δ_b``;
-* Conv2d (``groups=1``): the same with ``a`` unfolded into patches (``F.unfold``);
+* Conv2d (``groups=1``): the weight gradient of one convolution with a group per row (the rows'
+  channels stacked), which sums ``δ ⊗ patches(a)`` without building the patch matrix;
 * BatchNorm in eval mode and GroupNorm: ``∂γ = Σ δ ⊙ x̂``, ``∂β = Σ δ`` per channel.
 
 Every operation is an ordinary autograd op, so the result is differentiable in the inputs, and it
@@ -106,14 +107,7 @@ def _layer_grads(m: nn.Module, a: torch.Tensor, d: torch.Tensor, k: int) -> list
         out = [torch.bmm(d_r.transpose(1, 2), a_r)]
         return out + ([d_r.sum(1)] if m.bias is not None else [])
     if isinstance(m, nn.Conv2d):
-        u = F.unfold(a, m.kernel_size, m.dilation, m.padding, m.stride)         # (K·B, Cin·kh·kw, L)
-        d_r = d.reshape(d.shape[0], d.shape[1], -1)                             # (K·B, Cout, L)
-        per = d_r.shape[0] // k
-        if per > 1:  # the row's samples side by side: one product per row
-            u = u.reshape(k, per, *u.shape[1:]).permute(0, 2, 1, 3).reshape(k, u.shape[1], -1)
-            d_r = d_r.reshape(k, per, *d_r.shape[1:]).permute(0, 2, 1, 3).reshape(k, d_r.shape[1], -1)
-        out = [torch.bmm(d_r, u.transpose(1, 2))]
-        return out + ([d_r.sum(2)] if m.bias is not None else [])
+        return _conv_grads(m, a, d, k)
     if isinstance(m, _BN):
         shape = (1, -1) + (1,) * (a.dim() - 2)
         normed = (a - m.running_mean.view(shape)) / torch.sqrt(m.running_var.view(shape) + m.eps)
@@ -123,3 +117,28 @@ def _layer_grads(m: nn.Module, a: torch.Tensor, d: torch.Tensor, k: int) -> list
     dg = (d * normed).reshape(k, -1, c, *d.shape[2:]).transpose(1, 2).reshape(k, c, -1).sum(2)
     db = d.reshape(k, -1, c, *d.shape[2:]).transpose(1, 2).reshape(k, c, -1).sum(2)
     return [dg, db]
+
+
+def _conv_grads(m: nn.Conv2d, a: torch.Tensor, d: torch.Tensor, k: int) -> list[torch.Tensor]:
+    """Per-row ``∂W``, ``∂b`` of a ``groups=1`` convolution as the weight gradient of a ``k``-group one.
+
+    The rows' channels are stacked (``(per, k·Cin, H, W)``, ``(per, k·Cout, H', W')``), so one
+    grouped ``convolution_backward`` gives every row's weight gradient, summed over its own
+    ``per`` samples; its derivative is again a pair of (grouped) convolutions. This replaced
+    ``F.unfold`` + ``bmm`` (issue 15): the same numbers, with no patch matrix built or scattered back.
+    """
+    per = a.shape[0] // k
+    if per > 1:  # (k·per, C, ...) → (per, k·C, ...): row-major samples become per-row channel blocks
+        a = a.reshape(k, per, *a.shape[1:]).transpose(0, 1)
+        d = d.reshape(k, per, *d.shape[1:]).transpose(0, 1)
+    a = a.reshape(per, k * m.in_channels, *a.shape[-2:])
+    d = d.reshape(per, k * m.out_channels, *d.shape[-2:])
+    weight = m.weight.detach().expand(k, *m.weight.shape).reshape(k * m.out_channels, *m.weight.shape[1:])
+    _, dw, _ = torch.ops.aten.convolution_backward(
+        d, a, weight, None, list(m.stride), list(m.padding), list(m.dilation), False, [0, 0], k,
+        [False, True, False])
+    out = [dw.view(k, *m.weight.shape)]
+    if m.bias is not None:
+        out.append(d.reshape(per, k, m.out_channels, -1).sum((0, 3)))
+    return out
+
