@@ -69,7 +69,7 @@ def load(cache: Path) -> list[dict]:
 
 
 def measure(cases: list[Case], batches: int, cache: Path, deadline: float, stop_after: int,
-            command: str) -> None:
+            command: str, first_seed: int = 0) -> None:
     """Run the missing seeds of each case, appending each record to the cache."""
     done = defaultdict(dict)
     for r in load(cache):
@@ -77,7 +77,7 @@ def measure(cases: list[Case], batches: int, cache: Path, deadline: float, stop_
     datasets: dict = {}
     commit = _commit()
     for case in cases:
-        for seed in range(batches):
+        for seed in range(first_seed, batches):  # a second process can take a cell's later seeds
             runs = done[case.key]
             if seed in runs:
                 continue
@@ -148,6 +148,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--section", default="all", choices=("all", "grid", "extras", "ideas", "ica"))
     parser.add_argument("--batches", type=int, default=10, help="seeded batches per cell")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="start each cell at this seed (a second process sharing the work of one cell)")
     parser.add_argument("--extra-batches", type=int, default=5, help="batches per extras case")
     parser.add_argument("--idea-batches", type=int, default=3, help="batches per ideas case")
     parser.add_argument("--budget", type=float, default=300.0, help="attack budget in seconds (grid)")
@@ -170,7 +172,7 @@ def main() -> None:
         widths = [int(w) for w in args.widths.split(",")]
         if args.section in ("all", "grid"):
             measure(grid(sizes, widths, args.datasets.split(","), args.budget), args.batches, args.cache,
-                    deadline, args.stop_after_failures, command)
+                    deadline, args.stop_after_failures, command, args.first_seed)
         if args.section in ("all", "extras"):
             measure(extras(args.extras_budget), args.extra_batches, args.cache, deadline, 0, command)
         if args.section in ("all", "ideas"):
