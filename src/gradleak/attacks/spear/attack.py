@@ -61,7 +61,7 @@ from gradleak.attacks.spear.sampling import Candidates, Tolerances
 from gradleak.attacks.spear.search import Problem, SearchStats, search
 from gradleak.attacks.spear.select import consistency, describe, fill_directions
 from gradleak.attacks.spear.structure import next_layer_span
-from gradleak.attacks.spear.verify import NOISE_LIMIT
+from gradleak.attacks.spear.verify import noise_limit
 from gradleak.core.errors import ConfigError, GradleakError
 from gradleak.core.seeding import attack_generator
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction
@@ -291,7 +291,9 @@ class Spear(Attack):
         if d < b:
             log.warning("spear: the gradient has rank %d < batch size %d: recovering %d distinct inputs",
                         d, b, d)
-        return Problem(L, R, gw, gb, W, bias, alive, tol, noise, tolerance=self.tolerance), info
+        limit = noise_limit(S, d)
+        info["noise_limit"] = limit if math.isfinite(limit) else "none (float32 rounding)"
+        return Problem(L, R, gw, gb, W, bias, alive, tol, noise, tolerance=self.tolerance, limit=limit), info
 
     def _find(self, prob: Problem, gen: torch.Generator, deadline: Deadline, progress: Progress | None,
               info: dict) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
@@ -313,7 +315,7 @@ class Spear(Attack):
             if len(found) == b and prob.verify(found.T):
                 info.update({"stopped": "verified", "directions_found": b})
                 return found.T, duals
-            if len(found) == b and prob.noise > NOISE_LIMIT:   # nothing exact to search for
+            if len(found) == b and prob.noise > prob.limit:   # nothing exact to search for
                 info.update({"stopped": "noise-limited", "directions_found": b})
                 return found.T, duals
             if b - 2 <= len(found) < b:          # complete the last one or two from the directions
@@ -379,5 +381,5 @@ def _reduce(prob: Problem, pe: Peeled) -> tuple[Problem, torch.Tensor]:
         return torch.cat([known, (basis @ q_sub).T]).T
 
     return Problem(L, R, rho @ prob.R, rhob, prob.W, prob.bias, alive, prob.tol, prob.noise,
-                   lift=lift, parent=prob, span=prob.span), basis
+                   lift=lift, parent=prob, span=prob.span, limit=prob.limit), basis
 

@@ -47,14 +47,14 @@ def finish(prob: Problem, q_hat: torch.Tensor, duals: tuple[torch.Tensor, torch.
     polished, ok = null_directions(prob.L, zero_masks(q_hat.T @ prob.L.T, prob.alive, prob.tol.zero), prob.tol)
     q_hat = torch.where(ok[None, :], polished.T, q_hat)          # re-solve each on its zero set
     verdict = verify(prob.gw, prob.gb, prob.L, prob.R, q_hat, prob.W, prob.bias, prob.alive,
-                     prob.noise, prob.replay, tolerance)
+                     prob.noise, prob.replay, tolerance, prob.limit)
     if prob.span is not None and not ok.all():                     # or on every row (masks.py)
         q_alt = torch.where(ok[None, :], q_hat, polish(prob.L, prob.span.A, prob.alive, q_hat.T,
                                                        prob.tol.zero).T)
         sv = torch.linalg.svdvals(q_alt)
         if sv[-1] > 1e-9 * sv[0]:                                   # two re-solved into one: keep q_hat
             alt = verify(prob.gw, prob.gb, prob.L, prob.R, q_alt, prob.W, prob.bias, prob.alive,
-                         prob.noise, prob.replay, tolerance)
+                         prob.noise, prob.replay, tolerance, prob.limit)
             if alt.residual_w < verdict.residual_w:
                 q_hat, verdict = q_alt, alt
     if not verdict.complete and duals is not None:
@@ -72,5 +72,5 @@ def trial_cost(prob: Problem, tolerance: float | None = None,
     if prob.span is not None:              # the re-solve on every row and its second verification
         polish(prob.L, prob.span.A, prob.alive, q, prob.tol.zero)
         verify(prob.gw, prob.gb, prob.L, prob.R, q, prob.W, prob.bias, prob.alive, prob.noise,
-               prob.replay, tolerance)
+               prob.replay, tolerance, prob.limit)
     return clock() - start

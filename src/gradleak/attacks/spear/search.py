@@ -50,7 +50,7 @@ from gradleak.attacks.spear.select import (
     select,
 )
 from gradleak.attacks.spear.structure import OutputSpan
-from gradleak.attacks.spear.verify import Replay, verify
+from gradleak.attacks.spear.verify import NOISE_LIMIT, Replay, verify
 from gradleak.core.types import Progress
 
 
@@ -75,6 +75,7 @@ class Problem:
     lift: Callable[[torch.Tensor], torch.Tensor] | None = None
     parent: Problem | None = None
     span: OutputSpan | None = None
+    limit: float = NOISE_LIMIT
 
     def plausible(self, q: torch.Tensor) -> torch.Tensor:
         """Which directions (rows) pass the next layer's test (:mod:`~gradleak.attacks.spear.structure`)."""
@@ -90,7 +91,7 @@ class Problem:
         if self.parent is not None and self.lift is not None:
             return self.parent.verify(self.lift(q_hat))
         return verify(self.gw, self.gb, self.L, self.R, q_hat, self.W, self.bias, self.alive,
-                      self.noise, self.replay, self.tolerance).complete
+                      self.noise, self.replay, self.tolerance, self.limit).complete
 
 
 @dataclass
