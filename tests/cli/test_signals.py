@@ -37,12 +37,21 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _as_in_a_terminal() -> None:
+    """In the child, before exec: Ctrl-C as a terminal gives it (default action, not blocked). An
+    ignored or blocked SIGINT is inherited through exec, and the pytest process running the whole
+    suite can hold one (a library imported at collection, a pool's spawn guard)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _ctrl_c(argv: list[str], ready, cwd: Path) -> tuple[int, str, int]:
     """Start the CLI, wait until ``ready(pid)``, press Ctrl-C (SIGINT to the process group); return
     (exit status, stderr, processes of it alive 10 s later)."""
     env = {**os.environ, "PYTHONPATH": str(Path(gradleak.__file__).resolve().parents[1])}  # this gradleak
     proc = subprocess.Popen([sys.executable, "-m", "gradleak.cli", *argv], cwd=cwd, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=_as_in_a_terminal)
     try:
         deadline = time.monotonic() + 300
         while not ready(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
