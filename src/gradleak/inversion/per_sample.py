@@ -53,6 +53,7 @@ class PerSampleGradients:
         self.order = [id(p) for p in model.parameters()]
         # an in-place op later in the model (ReLU(inplace=True)) would overwrite a kept output: copy them
         self.copy = any(getattr(m, "inplace", False) for m in model.modules())
+        self.stacked: dict[tuple[int, int], torch.Tensor] = {}  # per (conv, rows): its k-group weight
 
     @classmethod
     def build(cls, model: nn.Module) -> PerSampleGradients | None:
@@ -89,9 +90,21 @@ class PerSampleGradients:
             deltas = torch.autograd.grad(loss, [out for _, _, out in seen], create_graph=create_graph)
             grads: dict[int, torch.Tensor] = {}
             for (m, a, _), d in zip(seen, deltas, strict=True):
-                for p, g in zip(m.parameters(recurse=False), _layer_grads(m, a, d, k), strict=True):
+                for p, g in zip(m.parameters(recurse=False), _layer_grads(m, a, d, k, self._stacked(m, k)),
+                                strict=True):
                     grads[id(p)] = grads[id(p)] + g if id(p) in grads else g
         return [grads[i].reshape(k, *p.shape) for i, p in zip(self.order, self.model.parameters(), strict=True)]
+
+
+    def _stacked(self, m: nn.Module, k: int) -> torch.Tensor | None:
+        """A conv's weight repeated for ``k`` groups, built once per row count (only its shape,
+        dtype and device matter to the weight gradient, so it never goes stale)."""
+        if not isinstance(m, nn.Conv2d):
+            return None
+        key = (id(m), k)
+        if key not in self.stacked:
+            self.stacked[key] = m.weight.detach().repeat(k, 1, 1, 1)
+        return self.stacked[key]
 
 
 def _summed_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -100,14 +113,15 @@ def _summed_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(target * F.log_softmax(logits, dim=-1)).sum()
 
 
-def _layer_grads(m: nn.Module, a: torch.Tensor, d: torch.Tensor, k: int) -> list[torch.Tensor]:
+def _layer_grads(m: nn.Module, a: torch.Tensor, d: torch.Tensor, k: int,
+                 stacked: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Per-row gradients of ``m``'s own parameters (in ``m.parameters(recurse=False)`` order)."""
     if isinstance(m, nn.Linear):
         a_r, d_r = a.reshape(k, -1, a.shape[-1]), d.reshape(k, -1, d.shape[-1])
         out = [torch.bmm(d_r.transpose(1, 2), a_r)]
         return out + ([d_r.sum(1)] if m.bias is not None else [])
     if isinstance(m, nn.Conv2d):
-        return _conv_grads(m, a, d, k)
+        return _conv_grads(m, a, d, k, stacked)
     if isinstance(m, _BN):
         shape = (1, -1) + (1,) * (a.dim() - 2)
         normed = (a - m.running_mean.view(shape)) / torch.sqrt(m.running_var.view(shape) + m.eps)
@@ -119,7 +133,8 @@ def _layer_grads(m: nn.Module, a: torch.Tensor, d: torch.Tensor, k: int) -> list
     return [dg, db]
 
 
-def _conv_grads(m: nn.Conv2d, a: torch.Tensor, d: torch.Tensor, k: int) -> list[torch.Tensor]:
+def _conv_grads(m: nn.Conv2d, a: torch.Tensor, d: torch.Tensor, k: int,
+                stacked: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Per-row ``∂W``, ``∂b`` of a ``groups=1`` convolution as the weight gradient of a ``k``-group one.
 
     The rows' channels are stacked (``(per, k·Cin, H, W)``, ``(per, k·Cout, H', W')``), so one
@@ -133,7 +148,7 @@ def _conv_grads(m: nn.Conv2d, a: torch.Tensor, d: torch.Tensor, k: int) -> list[
         d = d.reshape(k, per, *d.shape[1:]).transpose(0, 1)
     a = a.reshape(per, k * m.in_channels, *a.shape[-2:])
     d = d.reshape(per, k * m.out_channels, *d.shape[-2:])
-    weight = m.weight.detach().expand(k, *m.weight.shape).reshape(k * m.out_channels, *m.weight.shape[1:])
+    weight = stacked if stacked is not None else m.weight.detach().repeat(k, 1, 1, 1)   # (k·Cout, Cin, kh, kw)
     _, dw, _ = torch.ops.aten.convolution_backward(
         d, a, weight, None, list(m.stride), list(m.padding), list(m.dilation), False, [0, 0], k,
         [False, True, False])
