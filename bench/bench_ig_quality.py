@@ -1,4 +1,4 @@
-"""IG quality after the best-iterate change: median PSNR over seeds, this tree against a baseline tree.
+"""IG quality after the best-iterate and TV changes: median PSNR over seeds, this tree against a baseline tree.
 
 Usage:
     python bench/bench_ig_quality.py --baseline-src /path/to/main/src   # writes docs/results/ig_quality.md
@@ -7,10 +7,12 @@ Usage:
 
 Scenario: ``ig`` on the untrained ``convnet`` (seed = the run's seed), embedded MNIST (the batch from
 the ``attack`` split, chosen in this process and handed to the baseline by index), FedSGD, labels
-known, batch sizes 1 and 4, 1000 steps, one torch thread. This tree runs twice: ``keep=best`` (the
-lowest-loss iterate, the default) and ``keep=last`` (the final iterate, what the loop returned
-before); the baseline tree (e.g. ``git worktree add /tmp/base main``) runs in a subprocess with its
-own code. PSNRs are deterministic on one machine and thread count, but the optimisation is chaotic:
+known, batch sizes 1 and 4, 1000 steps, one torch thread. This tree runs three times: its defaults
+(``tv=auto``: the weight chosen per batch size on the validation split by ``bench/tune_ig_tv.py``,
+and ``keep=best``, the lowest-loss iterate), then at the old TV default ``tv=0.01`` with
+``keep=best`` and with ``keep=last`` (the final iterate, what the loop returned before); the
+baseline tree (e.g. ``git worktree add /tmp/base b7a99b5``) runs in a subprocess with its own code
+and defaults. PSNRs are deterministic on one machine and thread count, but the optimisation is chaotic:
 float-level differences between trees (e.g. the order of a sum) move single seeds by several dB,
 so compare medians and read the per-seed columns as the spread.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "ig_quality.md"
+BASE, DEFAULT = "baseline (its defaults)", "this tree, defaults"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -47,8 +50,9 @@ def attack_batches(seeds: list[int], batch_sizes: list[int]) -> dict[str, list[l
 
 
 def measure(seeds: list[int], steps: int, batches: dict[str, list[list[int]]],
-            keep: str | None) -> dict[str, list[float]]:
-    """PSNR per seed for every batch size (``keep=None``: the tree's default, for trees without ``keep``).
+            options: dict) -> dict[str, list[float]]:
+    """PSNR per seed for every batch size; ``options`` beyond ``steps`` (``{}``: the tree's defaults,
+    for trees without ``keep`` or ``tv="auto"``).
 
     Only calls that exist in every tree compared (``load_dataset``, ``build_model``, ``fedsgd_update``,
     ``create_attack``, ``evaluate``), doing what ``run_scenario`` does for this scenario (eval mode,
@@ -58,7 +62,7 @@ def measure(seeds: list[int], steps: int, batches: dict[str, list[list[int]]],
     from gradleak.core.types import GroundTruth
 
     ds = load_dataset("mnist")
-    options = {"steps": steps} if keep is None else {"steps": steps, "keep": keep}
+    options = {"steps": steps, **options}
     out = {}
     for b, per_seed in batches.items():
         out[b] = []
@@ -68,7 +72,7 @@ def measure(seeds: list[int], steps: int, batches: dict[str, list[list[int]]],
             update = fedsgd_update(model, x, y, labels_leak=True)
             rec = create_attack("ig", seed=s, labels="known", **options).run(model, update, shape=ds.shape)
             out[b].append(float(evaluate(rec, GroundTruth(x, y))["psnr"]))
-        print(f"  b={b} keep={keep}: {[round(p, 2) for p in out[b]]}", file=sys.stderr, flush=True)
+        print(f"  b={b} {options}: {[round(p, 2) for p in out[b]]}", file=sys.stderr, flush=True)
     return out
 
 
@@ -76,7 +80,9 @@ def revision(src: str) -> str:
     """The git commit of the tree holding ``src`` (``?`` outside git)."""
     root = Path(src).resolve().parent if Path(src).is_absolute() else Path(__file__).resolve().parents[1]
     done = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() or "?"
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"], capture_output=True,
+                           text=True).stdout.strip()
+    return (done.stdout.strip() or "?") + (" with uncommitted changes in src/" if dirty else "")
 
 
 def main() -> None:
@@ -85,14 +91,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-sizes", default="1,4")
     parser.add_argument("--baseline-src", default=None, help="the src/ folder of the tree to compare with")
+    parser.add_argument("--out", default=str(RESULTS), help="the Markdown file to write")
+    parser.add_argument("--defaults-only", action="store_true",
+                        help="this tree at its defaults only (no tv=0.01 rows): a cheaper run over more seeds")
     parser.add_argument("--json-only", default=None, help="a JSON file of batches: print this tree's default "
                         "numbers on them as JSON (the baseline's subprocess)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds, sizes = parse_seeds(args.seeds), [int(b) for b in args.batch_sizes.split(",")]
-    if args.json_only:
-        print(json.dumps(measure(seeds, args.steps, json.loads(Path(args.json_only).read_text()), None)))
+    if args.json_only:  # the baseline tree's process: its own code, which may have no auto_tv
+        print(json.dumps(measure(seeds, args.steps, json.loads(Path(args.json_only).read_text()), {})))
         return
+    from gradleak.attacks.ig import LR, auto_tv
+
     batches = attack_batches(seeds, sizes)
     rows = {}
     if args.baseline_src:
@@ -105,20 +116,28 @@ def main() -> None:
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         finally:
             os.unlink(f.name)
-        rows["baseline (last iterate)"] = json.loads(done.stdout.strip().splitlines()[-1])
-    rows["this tree, keep=best (default)"] = measure(seeds, args.steps, batches, "best")
-    rows["this tree, keep=last"] = measure(seeds, args.steps, batches, "last")
+        rows[BASE] = json.loads(done.stdout.strip().splitlines()[-1])
+    rows[DEFAULT] = measure(seeds, args.steps, batches, {})
+    if not args.defaults_only:
+        old = {"lr": 0.1, "tv": 0.01}  # the defaults until December 2026
+        rows["this tree, lr=0.1, tv=0.01, keep=best"] = measure(seeds, args.steps, batches, {**old, "keep": "best"})
+        rows["this tree, lr=0.1, tv=0.01, keep=last"] = measure(seeds, args.steps, batches, {**old, "keep": "last"})
     lines = [
-        "# IG quality: the lowest-loss iterate against the last one",
+        "# IG quality: this tree's defaults against the code of issue 15's start",
         "",
         f"Written by `python bench/bench_ig_quality.py{' --baseline-src BASE' if args.baseline_src else ''}"
-        f" --seeds {args.seeds} --steps {args.steps}` (torch {torch.__version__}, 1 thread, "
+        f" --seeds {args.seeds} --steps {args.steps}{' --defaults-only' if args.defaults_only else ''}"
+        f"{'' if args.out == str(RESULTS) else ' --out ' + os.path.relpath(args.out)}` "
+        f"(torch {torch.__version__}, 1 thread, "
         f"{platform.machine()}, Python {platform.python_version()}). This tree: {revision('src')}; baseline: "
         f"{args.baseline_src or 'none'}{f' at {revision(args.baseline_src)}' if args.baseline_src else ''}.",
         "",
         f"`ig` on the untrained `convnet` (seed = the run's seed), embedded MNIST, the batch drawn with the "
         f"run's seed from the `attack` split (the same images for both trees), FedSGD, labels known, eval mode, "
-        f"{args.steps} steps, seeds {args.seeds}, default options otherwise.",
+        f"{args.steps} steps, seeds {args.seeds}, default options otherwise. The baseline's defaults: lr=0.1, "
+        f"tv=0.01, the last iterate. This tree's defaults: lr={LR:g} and tv=auto (chosen on the validation "
+        "split, seeds 100-109: `ig_tv_validation.md`; tv "
+        + ", ".join(f"{auto_tv(b):g} at b={b}" for b in sizes) + "), the lowest-loss iterate.",
         "PSNR in dB after Hungarian matching.",
         "",
         "| b | code | median PSNR | per seed |",
@@ -132,14 +151,17 @@ def main() -> None:
             summary[f"{name} b={b}"] = round(median, 2)
             lines.append(f"| {b} | {name} | **{median:.2f}** | {', '.join(f'{p:.1f}' for p in psnrs)} |")
     if args.baseline_src:
-        base, best = "baseline (last iterate)", "this tree, keep=best (default)"
-        diffs = ", ".join(f"b={b}: {summary[f'{best} b={b}'] - summary[f'{base} b={b}']:+.2f} dB" for b in sizes)
-        lines += ["", f"keep=best (default) against the baseline, median: {diffs}.", "",
-                  "Earlier claim, replaced by this table: commit 776db1e measured on images drawn from all "
-                  "5000 MNIST digits (not the attack split), baseline 37.69 vs keep=best 37.94 dB at b=1 and "
-                  "25.52 vs 27.97 dB at b=4."]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
+        diffs = ", ".join(f"b={b}: {summary[f'{DEFAULT} b={b}'] - summary[f'{BASE} b={b}']:+.2f} dB" for b in sizes)
+        lines += ["", f"This tree's defaults against the baseline's, median: {diffs}."]
+    if args.baseline_src and not args.defaults_only:
+        lines += ["", "Earlier claims, replaced by this table: commit fd5d244 (tv=0.01 for every batch size, "
+                  "keep=best) measured 42.42 dB at b=1 and 33.81 dB at b=4 against the same baseline's 43.01 "
+                  "and 33.82 on these images; commit 776db1e measured on images drawn from all 5000 MNIST "
+                  "digits (not the attack split), baseline 37.69 vs keep=best 37.94 dB at b=1 and 25.52 vs "
+                  "27.97 dB at b=4."]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(json.dumps(summary))
 

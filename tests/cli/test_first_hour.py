@@ -98,7 +98,7 @@ def test_check_command_mlp_and_saved_update(client, capsys):
 def test_attack_help_shows_options_defaults_presets_and_requirements(capsys):
     code, stdout, _ = run(capsys, "attack", "ig", "--help")
     assert code == 0
-    for text in ("steps = 1000", "tv = 0.01", "presets:", "tiny", "requires:", "the labels (known, or restored"):
+    for text in ("steps = 1000", "tv = 'auto'", "presets:", "tiny", "requires:", "the labels (known, or restored"):
         assert text in stdout, text
     code, stdout, _ = run(capsys, "list", "attacks", "--verbose")
     assert code == 0 and all(f"{name} — " in stdout for name in ("dlg", "spear", "gifd"))

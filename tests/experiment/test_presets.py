@@ -33,7 +33,7 @@ def test_every_attack_has_a_paper_preset_whose_every_value_names_its_source(name
 
 def test_explicit_options_beat_the_preset_and_the_scenario_labels_beat_the_preset():
     attack = make_attack("ig", {"steps": 7}, seed=3, preset="paper")
-    assert (attack.steps, attack.tv, attack.restarts, attack.seed) == (7, 1e-4, 4, 3)
+    assert (attack.steps, attack.tv, attack.restarts, attack.seed) == (7, 2e-4, 4, 3)
     assert make_attack("gradinversion", {}, seed=0, labels="known", preset="paper").labels == "known"
     assert make_attack("gradinversion", {"labels": "llg"}, seed=0, labels="known", preset="paper").labels == "llg"
     assert make_attack("geng", {}, seed=0, labels="own").labels == "geng"  # its own label step
@@ -60,7 +60,7 @@ def test_cli_json_and_config_carry_split_indices_preset_hyperparameters_assumpti
     for record in (summary, config):
         assert record["split"] == "attack" and len(record["indices"]) == 1
         assert record["preset"] == "paper"
-        assert record["hyperparameters"]["tv"] == 1e-4 and record["hyperparameters"]["steps"] == 2
+        assert record["hyperparameters"]["tv"] == 2e-4 and record["hyperparameters"]["steps"] == 2
         assert record["assumptions"] == ["untrained_model", "known_batch_size"]
     assert config["scenario"]["labels"] == "own" and summary["labels_from"] == "idlg"
     assert main(["attack", "ig", "--dataset", "digits", "--model", "mlp", "--steps", "1", "--labels", "known",

@@ -58,11 +58,11 @@ class Geng(Attack):
 
     name = "geng"
     presets = {"tiny": {"steps": 3},
-               "paper": {"steps": 4800, "lr": 0.1, "tv": 1e-4, "distance": "cosine", "signed": True}}
+               "paper": {"steps": 4800, "lr": 0.05, "tv": 2e-4, "distance": "cosine", "signed": True}}
     paper_sources = {
         "steps": "[GUESS] IG's 4 800: the paper's iteration count was not retrieved",
-        "lr": "[GUESS] IG's 0.1",
-        "tv": "[GUESS] IG's 1e-4: the paper's loss weights were not retrieved",
+        "lr": "[GUESS] IG's 0.1 on normalised images (0.05 in gradleak's pixel units, std 0.5)",
+        "tv": "[GUESS] IG's 1e-4 on normalised images (2e-4 on pixels): the paper's loss weights were not retrieved",
         "distance": "[GUESS] cosine (the IG family the paper builds on)",
         "signed": "[GUESS] signed Adam (IG)",
     }

@@ -23,14 +23,35 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import nn
 
 from gradleak.attacks.base import Attack
+from gradleak.core.errors import ConfigError
 from gradleak.core.types import ClientUpdate, Progress, Reconstruction, TrialTransform
 from gradleak.inversion.gradients import observed_gradient
 from gradleak.inversion.matching import check_optimisation_settings, invert_many
 from gradleak.labels.resolve import resolve_labels
+
+LR = 0.05
+"""The default learning rate (pixel units), chosen with :data:`TV_BY_BATCH` on the validation split."""
+TV_BY_BATCH: dict[int, float] = {1: 1e-2, 2: 2e-2, 4: 5e-2, 8: 5e-2}
+"""``tv="auto"``: the TV weight per batch size at :data:`LR`, chosen on the validation split by
+``bench/tune_ig_tv.py`` (docs/results/ig_tv_validation.md; a test checks both against its runs)."""
+
+
+def auto_tv(batch_size: int) -> float:
+    """The TV weight ``tv="auto"`` uses: that of the largest tuned batch size not above ``batch_size``.
+
+    Beyond the largest tuned batch size (8) its weight is kept: an extrapolation, not a choice made
+    on data.
+
+    Example:
+        >>> auto_tv(1) == TV_BY_BATCH[1], auto_tv(3) == TV_BY_BATCH[2], auto_tv(64) == TV_BY_BATCH[8]
+        (True, True, True)
+    """
+    return TV_BY_BATCH[max(b for b in TV_BY_BATCH if b <= max(batch_size, 1))]
 
 
 class InvertingGradients(Attack):
@@ -38,8 +59,11 @@ class InvertingGradients(Attack):
 
     Args:
         steps: Adam steps (the paper: 4800 on CIFAR-10, 24000 on ImageNet).
-        lr: Adam learning rate in pixel units.
-        tv: weight of total variation.
+        lr: Adam learning rate in pixel units (the paper's code steps in the model's normalised units:
+            its 0.1 is 0.05 here for gradleak's models, whose ``Normalize`` has std 0.5).
+        tv: weight of total variation, or ``auto`` (the default): the weight chosen for the update's
+            batch size on validation digits (:data:`TV_BY_BATCH`, :func:`auto_tv`; the run's ``info["tv"]``
+            says which). Until December 2026 the default was 1e-2 for every batch size.
         restarts: independent random starts, optimised together.
         distance: ``cosine`` (the paper) or ``l2``.
         signed: use the sign of the gradient (the paper's choice).
@@ -47,34 +71,38 @@ class InvertingGradients(Attack):
         seed: seeds the random starts.
         transform: an adaptive attacker's copy of the defense applied to trial gradients.
         keep: ``best`` (the lowest-loss iterate of the best restart) or ``last`` (the final iterate,
-            as before gradleak 0.2: on 8×8 digits at 100 steps it scored higher; on MNIST at 1000
+            as until November 2026: on 8×8 digits at 100 steps it scored higher; on MNIST at 1000
             steps ``best`` did, see docs/results/ig_quality.md).
     """
 
     name = "ig"
     presets = {"tiny": {"steps": 3},
-               "paper": {"steps": 4800, "lr": 0.1, "tv": 1e-4, "restarts": 4, "distance": "cosine",
+               "paper": {"steps": 4800, "lr": 0.05, "tv": 2e-4, "restarts": 4, "distance": "cosine",
                          "signed": True}}
     paper_sources = {
         "steps": "[PAPER] 4 800 iterations on CIFAR-10 (24 000 on ImageNet)",
-        "lr": "[CODE] inversefed lr 0.1, step decay at 3/8, 5/8, 7/8",
-        "tv": "[GUESS] 1e-4: the IG baseline of the GIFD code; the IG paper's CIFAR value was not verified",
+        "lr": "[CODE] inversefed lr 0.1, step decay at 3/8, 5/8, 7/8; its images are normalised, so 0.1 there "
+              "is 0.1 x std = 0.05 in pixel units for gradleak's models (std 0.5)",
+        "tv": "[GUESS] 1e-4: the IG baseline of the GIFD code, on normalised images (= 2e-4 on pixels for "
+              "std 0.5); the IG paper's CIFAR value was not verified",
         "restarts": "[GUESS] 4: the trials GGL and GIFD give IG; the IG paper's count was not verified",
         "distance": "[PAPER] 1 - cosine similarity",
         "signed": "[PAPER] Adam on the signed gradient",
     }
-    default_tuned_on = ("not tuned on a split: lr is the paper's; tv = 1e-2 and 1000 steps were set by "
-                        "hand in issue 3 on MNIST digits of the whole pool (before splits existed)")
+    default_tuned_on = ("lr and tv (auto: per batch size) on the validation split, MNIST convnet, seeds "
+                        "100-109, bench/tune_ig_tv.py; 1000 steps were set by hand in issue 3")
     needs_labels = True
     takes_labels = True
     supports_adaptive = True
     batches_clients = True
 
-    def __init__(self, *, steps: int = 1000, lr: float = 0.1, tv: float = 1e-2, restarts: int = 1,
+    def __init__(self, *, steps: int = 1000, lr: float = LR, tv: float | Literal["auto"] = "auto", restarts: int = 1,
                  distance: str = "cosine", signed: bool = True, labels: str = "auto", seed: int = 0,
                  transform: TrialTransform | None = None, keep: str = "best") -> None:
-        check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, tv=tv, distance=distance,
-                                    keep=keep)
+        if isinstance(tv, str) and tv != "auto":
+            raise ConfigError(f"ig: tv must be a number >= 0 or 'auto', got {tv!r} — e.g. tv=auto (the default)")
+        check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, distance=distance, keep=keep,
+                                    **({} if tv == "auto" else {"tv": tv}))
         self.steps, self.lr, self.tv, self.restarts = steps, lr, tv, restarts
         self.distance, self.signed, self.labels, self.seed = distance, signed, labels, seed
         self.transform, self.keep = transform, keep
@@ -83,7 +111,8 @@ class InvertingGradients(Attack):
                          progress: Progress | None = None) -> list[Reconstruction]:
         targets = [observed_gradient(model, u) for u in updates]
         found = [resolve_labels(model, u, self.labels, shape=shape) for u in updates]
+        tv = auto_tv(len(found[0][0])) if self.tv == "auto" else self.tv
         return invert_many(model, targets, [labels for labels, _ in found], shape=shape, steps=self.steps,
-                           lr=self.lr, tv=self.tv, restarts=self.restarts, distance=self.distance,
+                           lr=self.lr, tv=tv, restarts=self.restarts, distance=self.distance,
                            signed=self.signed, seed=self.seed, transform=self.transform, progress=progress,
-                           infos=[{"labels_from": how} for _, how in found], keep=self.keep)
+                           infos=[{"labels_from": how, "tv": tv} for _, how in found], keep=self.keep)
