@@ -32,6 +32,7 @@ file to start over).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import platform
@@ -58,17 +59,26 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(int(lo), int(hi or lo) + 1))
 
 
+@functools.cache
+def _mnist() -> tuple:
+    """``(validation split, whole MNIST)``, loaded once per worker process."""
+    from gradleak import load_dataset
+    from gradleak.data import load_split
+
+    return load_split("mnist", {}, "validation"), load_dataset("mnist")
+
+
 def one_run(job: tuple[int, float, float, int, int]) -> dict:
     """PSNR of one IG run on a validation batch: ``job = (batch_size, tv, lr, seed, steps)``."""
     import torch
 
-    from gradleak import build_model, create_attack, evaluate, fedsgd_update, load_dataset
+    from gradleak import build_model, create_attack, evaluate, fedsgd_update
     from gradleak.core.types import GroundTruth
-    from gradleak.data import load_split, sample_indices
+    from gradleak.data import sample_indices
 
     torch.set_num_threads(1)
     b, tv, lr, seed, steps = job
-    split, full = load_split("mnist", {}, "validation"), load_dataset("mnist")
+    split, full = _mnist()
     idx = split.indices[sample_indices(split, b, seed=seed)]
     x, y = full.inputs[idx].clone(), full.labels[idx].clone()
     model = build_model("convnet", shape=full.shape, num_classes=full.num_classes, seed=seed).eval()
@@ -94,6 +104,16 @@ def medians(runs: list[dict]) -> dict[tuple[float, int, float], float]:
     return {k: statistics.median(v) for k, v in cells.items()}
 
 
+def best_tvs(med: dict[tuple[float, int, float], float]) -> dict[float, dict[int, float]]:
+    """Per learning rate and batch size, the TV weight of highest median (ties: the smaller weight)."""
+    best: dict[float, dict[int, float]] = {}
+    for lr, b, tv in sorted(med):
+        kept = best.setdefault(lr, {}).get(b)
+        if kept is None or med[(lr, b, tv)] > med[(lr, b, kept)]:
+            best[lr][b] = tv
+    return best
+
+
 def winners(runs: list[dict]) -> tuple[float, dict[int, float]]:
     """``(lr, {batch size: tv})`` by the rule of the module docstring.
 
@@ -104,19 +124,14 @@ def winners(runs: list[dict]) -> tuple[float, dict[int, float]]:
         (0.1, {1: 0.01})
     """
     med = medians(runs)
-    best: dict[float, dict[int, float]] = {}
-    for lr in sorted({k[0] for k in med}):
-        sizes = sorted({k[1] for k in med if k[0] == lr})
-        best[lr] = {b: max(sorted(tv for (l2, b2, tv) in med if (l2, b2) == (lr, b)),
-                           key=lambda tv, lr=lr, b=b: (med[(lr, b, tv)], -tv)) for b in sizes}
+    best = best_tvs(med)
     lr = max(sorted(best), key=lambda lr: (sum(med[(lr, b, tv)] for b, tv in best[lr].items()), lr))
     return lr, best[lr]
 
 
-def confirm_jobs(runs: list[dict], steps: int) -> list[tuple[int, float, float, int, int]]:
-    """Stage 2's runs not yet done: the stage-1 winner and the old defaults on the confirmation seeds."""
+def confirm_jobs(runs: list[dict], steps: int, done: set) -> list[tuple[int, float, float, int, int]]:
+    """Stage 2's runs not in ``done``: the stage-1 winner and the old defaults on the confirmation seeds."""
     lr, tvs = winners(stage1(runs))
-    done = {(r["batch_size"], r["tv"], r["lr"], r["seed"], r["steps"]) for r in runs}
     jobs = {(b, tv_, lr_, s, steps) for b in CONFIRM_SIZES for lr_, tv_ in ((lr, tvs[b]), (OLD[0], OLD[1]))
             for s in CONFIRM_SEEDS}
     return sorted(jobs - done, key=lambda j: (-j[0], j[3]))
@@ -163,10 +178,9 @@ def write_markdown(runs: list[dict], seeds: str, steps: int) -> str:
         "|---|---|" + "---|" * len(tvs),
     ]
     sums = {}
-    for lr in sorted({k[0] for k in med}, reverse=True):
-        _, tv_best = winners([r for r in runs if r["lr"] == lr])
+    for lr, tv_best in sorted(best_tvs(med).items(), reverse=True):
         sums[lr] = sum(med[(lr, b, tv)] for b, tv in tv_best.items())
-        for b in sorted({k[1] for k in med if k[0] == lr}):
+        for b in sorted(tv_best):
             cells = []
             for tv in tvs:
                 value = med.get((lr, b, tv))
@@ -202,12 +216,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--confirm", action="store_true", help="run stage 2 (after stage 1 is complete)")
     args = parser.parse_args()
-    done = {(r["batch_size"], r["tv"], r["lr"], r["seed"], r["steps"]) for r in load_runs()}
+    stored = [r for r in load_runs() if r["steps"] == args.steps]
+    done = {(r["batch_size"], r["tv"], r["lr"], r["seed"], r["steps"]) for r in stored}
     sizes = sorted((int(v) for v in args.batch_sizes.split(",")), reverse=True)
     jobs = [(b, tv, float(lr), s, args.steps) for lr in args.lrs.split(",") for b in sizes for tv in GRID
             for s in parse_seeds(args.seeds) if (b, tv, float(lr), s, args.steps) not in done]
     if args.confirm:
-        jobs = confirm_jobs([r for r in load_runs() if r["steps"] == args.steps], args.steps)
+        jobs = confirm_jobs(stored, args.steps, done)
     RESULTS.mkdir(parents=True, exist_ok=True)
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool, JSONL.open("a") as out:
         for i, row in enumerate(pool.imap_unordered(one_run, jobs), 1):

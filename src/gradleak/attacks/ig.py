@@ -51,7 +51,7 @@ def auto_tv(batch_size: int) -> float:
         >>> auto_tv(1) == TV_BY_BATCH[1], auto_tv(3) == TV_BY_BATCH[2], auto_tv(64) == TV_BY_BATCH[8]
         (True, True, True)
     """
-    return TV_BY_BATCH[max(b for b in TV_BY_BATCH if b <= max(batch_size, 1))]
+    return TV_BY_BATCH[max((b for b in TV_BY_BATCH if b <= batch_size), default=min(TV_BY_BATCH))]
 
 
 class InvertingGradients(Attack):

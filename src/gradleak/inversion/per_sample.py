@@ -95,7 +95,6 @@ class PerSampleGradients:
                     grads[id(p)] = grads[id(p)] + g if id(p) in grads else g
         return [grads[i].reshape(k, *p.shape) for i, p in zip(self.order, self.model.parameters(), strict=True)]
 
-
     def _stacked(self, m: nn.Module, k: int) -> torch.Tensor | None:
         """A conv's weight repeated for ``k`` groups, built once per row count (only its shape,
         dtype and device matter to the weight gradient, so it never goes stale)."""
@@ -114,13 +113,15 @@ def _summed_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _layer_grads(m: nn.Module, a: torch.Tensor, d: torch.Tensor, k: int,
-                 stacked: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """Per-row gradients of ``m``'s own parameters (in ``m.parameters(recurse=False)`` order)."""
+                 stacked: torch.Tensor | None) -> list[torch.Tensor]:
+    """Per-row gradients of ``m``'s own parameters (in ``m.parameters(recurse=False)`` order);
+    ``stacked``: a conv's weight repeated for ``k`` groups (:meth:`PerSampleGradients._stacked`)."""
     if isinstance(m, nn.Linear):
         a_r, d_r = a.reshape(k, -1, a.shape[-1]), d.reshape(k, -1, d.shape[-1])
         out = [torch.bmm(d_r.transpose(1, 2), a_r)]
         return out + ([d_r.sum(1)] if m.bias is not None else [])
     if isinstance(m, nn.Conv2d):
+        assert stacked is not None
         return _conv_grads(m, a, d, k, stacked)
     if isinstance(m, _BN):
         shape = (1, -1) + (1,) * (a.dim() - 2)
@@ -134,13 +135,14 @@ def _layer_grads(m: nn.Module, a: torch.Tensor, d: torch.Tensor, k: int,
 
 
 def _conv_grads(m: nn.Conv2d, a: torch.Tensor, d: torch.Tensor, k: int,
-                stacked: torch.Tensor | None = None) -> list[torch.Tensor]:
+                weight: torch.Tensor) -> list[torch.Tensor]:
     """Per-row ``∂W``, ``∂b`` of a ``groups=1`` convolution as the weight gradient of a ``k``-group one.
 
     The rows' channels are stacked (``(per, k·Cin, H, W)``, ``(per, k·Cout, H', W')``), so one
     grouped ``convolution_backward`` gives every row's weight gradient, summed over its own
     ``per`` samples; its derivative is again a pair of (grouped) convolutions. This replaced
     ``F.unfold`` + ``bmm`` (issue 15): the same numbers, with no patch matrix built or scattered back.
+    ``weight`` is ``m.weight`` repeated for the ``k`` groups, ``(k·Cout, Cin, kh, kw)``.
     """
     per = a.shape[0] // k
     if per > 1:  # (k·per, C, ...) → (per, k·C, ...): row-major samples become per-row channel blocks
@@ -148,7 +150,6 @@ def _conv_grads(m: nn.Conv2d, a: torch.Tensor, d: torch.Tensor, k: int,
         d = d.reshape(k, per, *d.shape[1:]).transpose(0, 1)
     a = a.reshape(per, k * m.in_channels, *a.shape[-2:])
     d = d.reshape(per, k * m.out_channels, *d.shape[-2:])
-    weight = stacked if stacked is not None else m.weight.detach().repeat(k, 1, 1, 1)   # (k·Cout, Cin, kh, kw)
     _, dw, _ = torch.ops.aten.convolution_backward(
         d, a, weight, None, list(m.stride), list(m.padding), list(m.dilation), False, [0, 0], k,
         [False, True, False])

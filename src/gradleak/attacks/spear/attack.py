@@ -250,10 +250,10 @@ class Spear(Attack):
             info["verified_by"] = "none"                 # mini-batch FedAvg: cannot be replayed
         gen = attack_generator(self.seed)
         if math.isfinite(deadline.seconds):      # keep what the finishing steps will cost (finish.py)
-            deadline.keep(max(deadline.reserved, FINISH_FACTOR * trial_cost(prob, self.tolerance)))
+            deadline.keep(max(deadline.reserved, FINISH_FACTOR * trial_cost(prob)))
             info["finish_reserve"] = deadline.reserved
         q_hat, duals = self._find(prob, gen, deadline, progress, info)
-        q_hat, verdict = finish(prob, q_hat, duals, self.tolerance)
+        q_hat, verdict = finish(prob, q_hat, duals)
         info.update(verdict.summary())
         if verdict.noise_limited:
             info["error_bar"] = error_bars(prob.gw, prob.gb, prob.L, prob.R, q_hat, prob.alive, prob.tol.zero,

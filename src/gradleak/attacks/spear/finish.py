@@ -35,26 +35,24 @@ import torch
 from gradleak.attacks.spear.masks import polish
 from gradleak.attacks.spear.sampling import null_directions, zero_masks
 from gradleak.attacks.spear.search import Problem
-from gradleak.attacks.spear.verify import Verdict, keep_peeled, verify
+from gradleak.attacks.spear.verify import Verdict, keep_peeled
 
 FINISH_FACTOR = 2.0
 """The budget keeps this many times the measured cost of one finishing pass."""
 
 
-def finish(prob: Problem, q_hat: torch.Tensor, duals: tuple[torch.Tensor, torch.Tensor] | None,
-           tolerance: float | None = None) -> tuple[torch.Tensor, Verdict]:
+def finish(prob: Problem, q_hat: torch.Tensor,
+           duals: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, Verdict]:
     """Re-solve the directions ``q_hat`` (columns), verify the batch, keep peeled inputs."""
     polished, ok = null_directions(prob.L, zero_masks(q_hat.T @ prob.L.T, prob.alive, prob.tol.zero), prob.tol)
     q_hat = torch.where(ok[None, :], polished.T, q_hat)          # re-solve each on its zero set
-    verdict = verify(prob.gw, prob.gb, prob.L, prob.R, q_hat, prob.W, prob.bias, prob.alive,
-                     prob.noise, prob.replay, tolerance, prob.limit)
+    verdict = prob.verdict(q_hat)
     if prob.span is not None and not ok.all():                     # or on every row (masks.py)
         q_alt = torch.where(ok[None, :], q_hat, polish(prob.L, prob.span.A, prob.alive, q_hat.T,
                                                        prob.tol.zero).T)
         sv = torch.linalg.svdvals(q_alt)
         if sv[-1] > 1e-9 * sv[0]:                                   # two re-solved into one: keep q_hat
-            alt = verify(prob.gw, prob.gb, prob.L, prob.R, q_alt, prob.W, prob.bias, prob.alive,
-                         prob.noise, prob.replay, tolerance, prob.limit)
+            alt = prob.verdict(q_alt)
             if alt.residual_w < verdict.residual_w:
                 q_hat, verdict = q_alt, alt
     if not verdict.complete and duals is not None:
@@ -62,15 +60,13 @@ def finish(prob: Problem, q_hat: torch.Tensor, duals: tuple[torch.Tensor, torch.
     return q_hat, verdict
 
 
-def trial_cost(prob: Problem, tolerance: float | None = None,
-               clock: Callable[[], float] = time.perf_counter) -> float:
+def trial_cost(prob: Problem, clock: Callable[[], float] = time.perf_counter) -> float:
     """Seconds one :func:`finish` pass takes on this problem (timed on the identity directions,
     with the structured re-solve forced, the most a pass can do)."""
     start = clock()
     q = torch.eye(prob.b, dtype=torch.float64)
-    finish(prob, q, None, tolerance)
+    finish(prob, q, None)
     if prob.span is not None:              # the re-solve on every row and its second verification
         polish(prob.L, prob.span.A, prob.alive, q, prob.tol.zero)
-        verify(prob.gw, prob.gb, prob.L, prob.R, q, prob.W, prob.bias, prob.alive, prob.noise,
-               prob.replay, tolerance, prob.limit)
+        prob.verdict(q)
     return clock() - start

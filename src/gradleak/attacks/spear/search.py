@@ -50,7 +50,7 @@ from gradleak.attacks.spear.select import (
     select,
 )
 from gradleak.attacks.spear.structure import OutputSpan
-from gradleak.attacks.spear.verify import NOISE_LIMIT, Replay, verify
+from gradleak.attacks.spear.verify import NOISE_LIMIT, Replay, Verdict, verify
 from gradleak.core.types import Progress
 
 
@@ -86,12 +86,17 @@ class Problem:
         """The rank (number of samples) of this problem."""
         return int(self.L.shape[1])
 
+    def verdict(self, q_hat: torch.Tensor) -> Verdict:
+        """:func:`~gradleak.attacks.spear.verify.verify` of directions ``q_hat`` (columns) on this
+        problem's own gradient, with its noise, replay, tolerance and limit."""
+        return verify(self.gw, self.gb, self.L, self.R, q_hat, self.W, self.bias, self.alive,
+                      self.noise, self.replay, self.tolerance, self.limit)
+
     def verify(self, q_hat: torch.Tensor) -> bool:
         """Whether directions ``q_hat`` (columns) give a batch that reproduces the gradient."""
         if self.parent is not None and self.lift is not None:
             return self.parent.verify(self.lift(q_hat))
-        return verify(self.gw, self.gb, self.L, self.R, q_hat, self.W, self.bias, self.alive,
-                      self.noise, self.replay, self.tolerance, self.limit).complete
+        return self.verdict(q_hat).complete
 
 
 @dataclass
