@@ -109,7 +109,8 @@ class GradInversion(Attack):
                   for _ in range(n)]  # one group of seeds per client
 
         def base_loss(x: torch.Tensor) -> torch.Tensor:
-            loss = dist(trial(x, y)) + self.tv * total_variation(x) + self.l2 * (x ** 2).mean(dim=(1, 2, 3, 4))
+            loss = dist(trial(x, y, factored=True)) + self.tv * total_variation(x)
+            loss = loss + self.l2 * (x ** 2).mean(dim=(1, 2, 3, 4))
             return loss + self.bn * bn_prior(x) if use_bn else loss
 
         def loss_fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,6 +21,7 @@ from torch.func import functional_call, vmap
 
 from gradleak.core.errors import NotApplicableError
 from gradleak.core.types import ClientUpdate, GradList, TrialTransform
+from gradleak.inversion.factored import Factored
 from gradleak.inversion.per_sample import PerSampleGradients
 from gradleak.inversion.unroll import effective_steps
 from gradleak.models.layers import has_batchnorm
@@ -157,15 +158,21 @@ class TrialGradients:
         self.loop = model.training and has_batchnorm(model)
         self.fast = None if self.loop else PerSampleGradients.build(model)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, create_graph: bool = True) -> GradList:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, create_graph: bool = True,
+                 factored: bool = False) -> list[torch.Tensor | Factored]:
+        """Every row's gradient list. ``factored``: where the rows run as one per-sample pass and no
+        transform applies, Linear weights come as :class:`~gradleak.inversion.factored.Factored`
+        (for :class:`~gradleak.inversion.losses.GradientDistance`, which reads them without building them)."""
         if x.shape[0] == 1:
             out = [g.unsqueeze(0) for g in self.single(x[0], y[0], create_graph)]
         elif self.loop:
             rows = [self.single(xi, yi, create_graph) for xi, yi in zip(x, y)]
             out = [torch.stack(gs) for gs in zip(*rows)]
+        elif factored and self.fast is not None and self.transform is None:
+            return self.fast(x, y, create_graph, factored=True)
         else:
             out = self.rows(x, y, create_graph)
-        return self.transform(out) if self.transform is not None else out
+        return self.transform(out) if self.transform is not None else out  # type: ignore[return-value]
 
     def single(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool = True) -> GradList:
         """The gradient list of one row ``x (B, C, H, W)``."""
@@ -180,7 +187,7 @@ class TrialGradients:
     def rows(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool = True) -> GradList:
         """Every row's gradient in one batched graph (per-sample identities where the layers allow)."""
         if self.fast is not None:
-            return self.fast(x, y, create_graph)
+            return self.fast(x, y, create_graph)  # type: ignore[return-value]
         return self.copies(x, y, create_graph)
 
     def copies(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool = True) -> GradList:

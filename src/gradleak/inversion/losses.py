@@ -1,9 +1,7 @@
 """Gradient-matching distances over lists of tensors with a leading restart dimension.
 
 Example:
-    >>> from collections.abc import Iterable
-
-import torch
+    >>> import torch
     >>> g = [torch.ones(3), torch.ones(2, 2)]
     >>> trial = [t[None] * 2 for t in g]          # R = 1, same direction
     >>> float(cosine_distance(trial, g)[0]) < 1e-6
@@ -14,11 +12,12 @@ import torch
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 
 from gradleak.core.types import GradList
+from gradleak.inversion.factored import Factored
 
 
 def _flat(t: torch.Tensor, r: int) -> torch.Tensor:
@@ -80,31 +79,53 @@ class GradientDistance:
         self.kind, self.eps = kind, eps
         # per tensor, every client's target flattened: (N, P_l)
         self.parts = [torch.stack([t.detach().reshape(-1) for t in layer]) for layer in zip(*targets)]
-        self.flat = torch.cat(self.parts, 1)                                   # (N, P)
-        self.sq_norm = torch.linalg.vecdot(self.flat, self.flat)  # (N,)
+        self.flats = {(): torch.cat(self.parts, 1)}  # (N, P); per set of factored tensors, the others'
+        self.sq_norm = torch.linalg.vecdot(self.flats[()], self.flats[()])  # (N,)
         self.scale = 1.0 / len(targets[0]) if mean_over_tensors else 1.0
 
-    def __call__(self, trial: GradList) -> torch.Tensor:
-        k, n = trial[0].shape[0], self.parts[0].shape[0]
-        if k * self.flat.shape[1] <= SMALL:  # one concatenated tensor: fewer ops for a small graph
-            views, parts = [torch.cat([t.reshape(k, -1) for t in trial], 1).view(n, k // n, -1)], [self.flat]
-        else:
-            views, parts = [t.reshape(n, k // n, -1) for t in trial], self.parts  # (N, R, P_l) each
+    def __call__(self, trial: Sequence[torch.Tensor | Factored]) -> torch.Tensor:
+        if self.kind == "l2":  # ‖g‖² − 2<g,t> + ‖t‖² would cancel as g nears t: build the factored tensors
+            trial = [t.materialise() if isinstance(t, Factored) else t for t in trial]
+        fact = tuple(i for i, t in enumerate(trial) if isinstance(t, Factored))
+        dense = [t for t in trial if not isinstance(t, Factored)]
+        first = trial[0]
+        k, n = (first.rows if isinstance(first, Factored) else first.shape[0]), self.parts[0].shape[0]
+        views, parts = self._views(dense, fact, k, n)
+        extra = None
+        if fact:  # Linear weights as factors: their inner products and squared norms, never the tensors
+            pairs = [trial[i].dot_and_square(self.parts[i]) for i in fact]  # type: ignore[union-attr]
+            extra = torch.stack([_total(p[0] for p in pairs), _total(p[1] for p in pairs)]).view(2, n, k // n)
         if self.kind == "l2":
             return _SquaredL2.apply(len(views), *views, *parts).reshape(k) * self.scale
-        return _Cosine.apply(self.sq_norm, self.eps, *views, *parts).reshape(k)
+        return _Cosine.apply(self.sq_norm, self.eps, extra, *views, *parts).reshape(k)
+
+    def _views(self, dense: list[torch.Tensor], fact: tuple[int, ...], k: int,
+               n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The dense trial tensors as ``(N, R, P_l)`` views and their targets (concatenated when small)."""
+        if not dense:
+            return [], []
+        parts = [p for i, p in enumerate(self.parts) if i not in fact] if fact else self.parts
+        if k * sum(p.shape[1] for p in parts) <= SMALL:  # one concatenated tensor: fewer ops for a small graph
+            if fact not in self.flats:
+                self.flats[fact] = torch.cat(parts, 1)
+            return [torch.cat([t.reshape(k, -1) for t in dense], 1).view(n, k // n, -1)], [self.flats[fact]]
+        return [t.reshape(n, k // n, -1) for t in dense], parts  # (N, R, P_l) each
 
 
 class _Cosine(torch.autograd.Function):
     """``1 − <g, t> / (√(‖g‖²‖t‖²) + eps)`` per row, over tensors ``g_l (N, R, P_l)`` against
-    constant targets ``t_l (N, P_l)`` (given as ``*g, *t``)."""
+    constant targets ``t_l (N, P_l)`` (given as ``*g, *t``); ``extra (2, N, R)``, when given, adds
+    inner products and squared norms found elsewhere (:class:`~gradleak.inversion.factored.Factored`)."""
 
     @staticmethod
-    def forward(ctx, t_sq: torch.Tensor, eps: float, *tensors: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, t_sq: torch.Tensor, eps: float, extra: torch.Tensor | None,  # type: ignore[override]
+                *tensors: torch.Tensor) -> torch.Tensor:
         half = len(tensors) // 2
         gs, ts = tensors[:half], tensors[half:]
-        dot = _total(torch.linalg.vecdot(g, t[:, None]) for g, t in zip(gs, ts))
-        g_sq = _total(torch.linalg.vecdot(g, g) for g in gs)
+        ctx.extra = extra is not None
+        more = [extra] if extra is not None else []
+        dot = _total([*(torch.linalg.vecdot(g, t[:, None]) for g, t in zip(gs, ts)), *(e[0] for e in more)])
+        g_sq = _total([*(torch.linalg.vecdot(g, g) for g in gs), *(e[1] for e in more)])
         root = torch.sqrt(g_sq * t_sq[:, None])
         den = root + eps
         ctx.save_for_backward(t_sq, dot, root, den, *tensors)
@@ -119,7 +140,8 @@ class _Cosine(torch.autograd.Function):
         on_g = torch.where(root > 0, grad * dot * t_sq[:, None] / (den * den * root.clamp_min(1e-300)),
                            torch.zeros_like(root))[..., None]                   # ∂/∂g via ‖g‖
         grads = [torch.addcmul(on_g * g, on_t, t[:, None]) for g, t in zip(tensors[:half], tensors[half:])]
-        return (None, None, *grads, *([None] * half))
+        extra = torch.stack([on_t[..., 0], on_g[..., 0] / 2]) if ctx.extra else None  # ∂/∂<g,t>, ∂/∂‖g‖²
+        return (None, None, extra, *grads, *([None] * half))
 
 
 def _total(parts: Iterable[torch.Tensor]) -> torch.Tensor:

@@ -86,7 +86,7 @@ def invert_many(model: nn.Module, targets: list[list[torch.Tensor]], labels: lis
     use_bn = bn_prior is not None and bn_prior.active and bn_weight > 0
 
     def loss_fn(x: torch.Tensor) -> torch.Tensor:
-        loss = dist(trial(x, y))
+        loss = dist(trial(x, y, factored=True))
         if tv > 0:
             loss = loss + tv * total_variation(x)
         return loss + bn_weight * bn_prior(x) if use_bn else loss  # type: ignore[misc]

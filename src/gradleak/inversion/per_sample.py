@@ -16,7 +16,13 @@ and ``δ`` with batched matrix products (the per-sample-gradient identities behi
 
 Every operation is an ordinary autograd op, so the result is differentiable in the inputs, and it
 equals the parameter-copy method to float tolerance (``tests/inversion``); a layer called twice
-adds up its calls. Models with any other parameter owner or BatchNorm in train mode (or without
+adds up its calls. Two choices keep the double backward lean (issue 15): each conv's output
+gradient flows back to its input through :class:`~gradleak.inversion.conv_grad.ConvGrads` (whose
+graph skips a weight term PyTorch's own conv double backward computes for nothing), and with
+``factored=True`` a Linear weight's per-row gradients come as their
+:class:`~gradleak.inversion.factored.Factored` factors, which
+:class:`~gradleak.inversion.losses.GradientDistance` reads without building them.
+Models with any other parameter owner or BatchNorm in train mode (or without
 running statistics) fall back to the generic method.
 
 Example:
@@ -36,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradleak.core.types import GradList
+from gradleak.inversion.conv_grad import lean_output
+from gradleak.inversion.factored import Factored
 
 _BN = nn.modules.batchnorm._BatchNorm
 SUPPORTED = (nn.Linear, nn.Conv2d, _BN, nn.GroupNorm)
@@ -71,13 +78,17 @@ class PerSampleGradients:
             return None
         return cls(model, owners)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool = True) -> GradList:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool = True,
+                 factored: bool = False) -> list[torch.Tensor | Factored]:
+        """Every row's gradient list; ``factored``: each Linear weight's as its :class:`Factored` factors."""
         k, b = x.shape[:2]
         seen: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
 
         def keep(m: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor | None:
+            if isinstance(m, nn.Conv2d):  # the same values, a leaner graph back to the input
+                out = lean_output(m, args[0], out, weight_grad=False)
             seen.append((m, args[0], out))
-            return out.clone() if self.copy else None
+            return out.clone() if self.copy else out
 
         hooks = [m.register_forward_hook(keep) for m in self.layers]
         with torch.enable_grad():
@@ -88,12 +99,13 @@ class PerSampleGradients:
                     h.remove()
             loss = _summed_loss(logits, y.reshape(k * b, *y.shape[2:])) / b
             deltas = torch.autograd.grad(loss, [out for _, _, out in seen], create_graph=create_graph)
-            grads: dict[int, torch.Tensor] = {}
+            grads: dict[int, torch.Tensor | Factored] = {}
             for (m, a, _), d in zip(seen, deltas, strict=True):
-                for p, g in zip(m.parameters(recurse=False), _layer_grads(m, a, d, k, self._stacked(m, k)),
+                for p, g in zip(m.parameters(recurse=False), _layer_grads(m, a, d, k, self._stacked(m, k), factored),
                                 strict=True):
                     grads[id(p)] = grads[id(p)] + g if id(p) in grads else g
-        return [grads[i].reshape(k, *p.shape) for i, p in zip(self.order, self.model.parameters(), strict=True)]
+        return [g if isinstance(g := grads[i], Factored) else g.reshape(k, *p.shape)
+                for i, p in zip(self.order, self.model.parameters(), strict=True)]
 
     def _stacked(self, m: nn.Module, k: int) -> torch.Tensor | None:
         """A conv's weight repeated for ``k`` groups, built once per row count (only its shape,
@@ -112,13 +124,15 @@ def _summed_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(target * F.log_softmax(logits, dim=-1)).sum()
 
 
-def _layer_grads(m: nn.Module, a: torch.Tensor, d: torch.Tensor, k: int,
-                 stacked: torch.Tensor | None) -> list[torch.Tensor]:
+def _layer_grads(m: nn.Module, a: torch.Tensor, d: torch.Tensor, k: int, stacked: torch.Tensor | None,
+                 factored: bool = False) -> list[torch.Tensor | Factored]:
     """Per-row gradients of ``m``'s own parameters (in ``m.parameters(recurse=False)`` order);
-    ``stacked``: a conv's weight repeated for ``k`` groups (:meth:`PerSampleGradients._stacked`)."""
+    ``stacked``: a conv's weight repeated for ``k`` groups (:meth:`PerSampleGradients._stacked`);
+    ``factored``: a Linear weight's as its factors."""
     if isinstance(m, nn.Linear):
         a_r, d_r = a.reshape(k, -1, a.shape[-1]), d.reshape(k, -1, d.shape[-1])
-        out = [torch.bmm(d_r.transpose(1, 2), a_r)]
+        weight = Factored(d_r, a_r)
+        out: list[torch.Tensor | Factored] = [weight if factored else weight.materialise()]
         return out + ([d_r.sum(1)] if m.bias is not None else [])
     if isinstance(m, nn.Conv2d):
         assert stacked is not None

@@ -291,7 +291,7 @@ class GIFD(Attack):
 
         def grad_loss(x: torch.Tensor, rows: int) -> torch.Tensor:
             y = labels.repeat_interleave(rows // len(targets), 0)
-            return dist(trial(x.reshape(rows, b, *shape), y))
+            return dist(trial(x.reshape(rows, b, *shape), y, factored=True))
 
         return grad_loss
 
