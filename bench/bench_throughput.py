@@ -43,12 +43,13 @@ import gradleak as gl
 from gradleak.core.device import resolve_device
 
 EARLIER_CPU = (
-    "Earlier claim, replaced by this table: commit 8ae6d71 (2026-12-01) measured speedup **3.34×** and IG / "
-    "floor **1.060×** (16 clients one at a time 22.45 s, batched 6.72 s: each operation took about 1.8 times "
-    "as long on the machine then). Run again on 2026-12-02 on a quiet machine, this script gave 2.92× / 1.099× "
-    "and 3.16× / 1.170× for commit 28dc557 and 3.06× / 1.062× and 2.96× / 1.071× for the code of that claim "
-    "(45b2891) beside it: the speedup now sits at about 3 for both, the drop is not the later code's, and one "
-    "run's ratios move by about ±0.1 between processes."
+    "Earlier claims, replaced by this table: commit 2f4bc5e (2026-12-02) measured speedup **2.97×** and IG / floor "
+    "**1.034×**; commit 8ae6d71 (2026-12-01) measured 3.34× and 1.060× (each operation took about 1.8 times as "
+    "long on the machine then). The change since: the batched pass's conv input gradients through ConvGrads and "
+    "cosine reading a Linear weight's per-row gradients from their factors (the one-at-a-time path is unchanged). "
+    "Run on 2026-12-02 on a quiet machine, alternating with this tree's runs, the code of 2f4bc5e's claim "
+    "(d9bfb25) gave 2.92× / 1.107× and 3.00× / 1.106× where this tree gave 3.26× / 1.122× and 3.24× / 1.121×; "
+    "one run's ratios move by about ±0.1 between processes."
 )
 PRESETS = {
     "cpu": {"model": "convnet", "dataset": "mnist", "clients": 16, "steps": 200},
