@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -67,6 +68,20 @@ def attack_batches(seeds: list[int], batch_sizes: list[int]) -> dict[str, list[l
     return {str(b): [ds.indices[sample_indices(ds, b, seed=s)].tolist() for s in seeds] for b in batch_sizes}
 
 
+def ig_psnr(ds: Any, idx: Any, seed: int, options: dict) -> float:
+    """PSNR of one ``ig`` run (``options``) on the digits at positions ``idx`` of the whole MNIST set
+    ``ds``, as ``run_scenario`` runs this scenario: the untrained convnet with the run's seed, eval
+    mode, FedSGD, labels leaked and known. Only calls every compared tree has (``tune_ig_tv.py`` uses it too)."""
+    from gradleak import build_model, create_attack, evaluate, fedsgd_update
+    from gradleak.core.types import GroundTruth
+
+    x, y = ds.inputs[idx].clone(), ds.labels[idx].clone()
+    model = build_model("convnet", shape=ds.shape, num_classes=ds.num_classes, seed=seed).eval()
+    update = fedsgd_update(model, x, y, labels_leak=True)
+    rec = create_attack("ig", seed=seed, labels="known", **options).run(model, update, shape=ds.shape)
+    return float(evaluate(rec, GroundTruth(x, y))["psnr"])
+
+
 def measure(seeds: list[int], steps: int, batches: dict[str, list[list[int]]],
             options: dict) -> dict[str, list[float]]:
     """PSNR per seed for every batch size; ``options`` beyond ``steps`` (``{}``: the tree's defaults,
@@ -76,20 +91,13 @@ def measure(seeds: list[int], steps: int, batches: dict[str, list[list[int]]],
     ``create_attack``, ``evaluate``), doing what ``run_scenario`` does for this scenario (eval mode,
     labels leaked and known, the run's seed for the model and the attack), on the same images.
     """
-    from gradleak import build_model, create_attack, evaluate, fedsgd_update, load_dataset
-    from gradleak.core.types import GroundTruth
+    from gradleak import load_dataset
 
     ds = load_dataset("mnist")
     options = {"steps": steps, **options}
     out = {}
     for b, per_seed in batches.items():
-        out[b] = []
-        for s, idx in zip(seeds, per_seed):
-            x, y = ds.inputs[idx].clone(), ds.labels[idx].clone()
-            model = build_model("convnet", shape=ds.shape, num_classes=ds.num_classes, seed=s).eval()
-            update = fedsgd_update(model, x, y, labels_leak=True)
-            rec = create_attack("ig", seed=s, labels="known", **options).run(model, update, shape=ds.shape)
-            out[b].append(float(evaluate(rec, GroundTruth(x, y))["psnr"]))
+        out[b] = [ig_psnr(ds, idx, s, options) for s, idx in zip(seeds, per_seed)]
         print(f"  b={b} {options}: {[round(p, 2) for p in out[b]]}", file=sys.stderr, flush=True)
     return out
 

@@ -40,6 +40,9 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when loaded by path
+from bench_ig_quality import ig_psnr, parse_seeds  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 JSONL, MARKDOWN = RESULTS / "ig_tv_validation.jsonl", RESULTS / "ig_tv_validation.md"
 GRID = (1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
@@ -52,11 +55,6 @@ STAGE1_SEEDS = range(100, 110)
 def stage1(runs: list[dict]) -> list[dict]:
     """The runs of stage 1's grid (seeds 100-109): the only ones :func:`winners` should read."""
     return [r for r in runs if r["seed"] in STAGE1_SEEDS]
-
-
-def parse_seeds(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
 
 
 @functools.cache
@@ -72,21 +70,15 @@ def one_run(job: tuple[int, float, float, int, int]) -> dict:
     """PSNR of one IG run on a validation batch: ``job = (batch_size, tv, lr, seed, steps)``."""
     import torch
 
-    from gradleak import build_model, create_attack, evaluate, fedsgd_update
-    from gradleak.core.types import GroundTruth
     from gradleak.data import sample_indices
 
     torch.set_num_threads(1)
     b, tv, lr, seed, steps = job
     split, full = _mnist()
     idx = split.indices[sample_indices(split, b, seed=seed)]
-    x, y = full.inputs[idx].clone(), full.labels[idx].clone()
-    model = build_model("convnet", shape=full.shape, num_classes=full.num_classes, seed=seed).eval()
-    update = fedsgd_update(model, x, y, labels_leak=True)
-    attack = create_attack("ig", seed=seed, labels="known", steps=steps, tv=tv, lr=lr)
-    rec = attack.run(model, update, shape=full.shape)
+    psnr = ig_psnr(full, idx, seed, {"steps": steps, "tv": tv, "lr": lr})
     return {"batch_size": b, "tv": tv, "lr": lr, "seed": seed, "steps": steps, "split": "validation",
-            "psnr": round(float(evaluate(rec, GroundTruth(x, y))["psnr"]), 4)}
+            "psnr": round(psnr, 4)}
 
 
 def load_runs() -> list[dict]:

@@ -100,7 +100,7 @@ class DLG(Attack):
         def loss_fn(z: torch.Tensor) -> torch.Tensor:
             x = z[:, :pixels].reshape(len(z), b, *shape)
             soft = z[:, pixels:].reshape(len(z), b, classes).softmax(-1)
-            return dist(trial(x, soft, factored=True))
+            return dist(trial(x, soft))
 
         out = lbfgs_minimise(loss_fn, z0, steps=self.steps, lr=self.lr, max_iter=self.max_iter, progress=progress,
                              tol=Tolerances(self.tolerance_grad, self.tolerance_change, self.loss_floor))

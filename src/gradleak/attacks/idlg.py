@@ -89,7 +89,7 @@ class IDLG(Attack):
         trial = TrialGradients(model, self.transform)
 
         def loss_fn(z: torch.Tensor) -> torch.Tensor:
-            return dist(trial(z.reshape(len(z), b, *shape), y, factored=True))
+            return dist(trial(z.reshape(len(z), b, *shape), y))
 
         out = lbfgs_minimise(loss_fn, z0, steps=self.steps, lr=self.lr, max_iter=self.max_iter, progress=progress,
                              tol=Tolerances(self.tolerance_grad, self.tolerance_change, self.loss_floor))

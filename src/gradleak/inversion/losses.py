@@ -79,8 +79,11 @@ class GradientDistance:
         self.kind, self.eps = kind, eps
         # per tensor, every client's target flattened: (N, P_l)
         self.parts = [torch.stack([t.detach().reshape(-1) for t in layer]) for layer in zip(*targets)]
-        self.flats = {(): torch.cat(self.parts, 1)}  # (N, P); per set of factored tensors, the others'
-        self.sq_norm = torch.linalg.vecdot(self.flats[()], self.flats[()])  # (N,)
+        flat = torch.cat(self.parts, 1)                                        # (N, P)
+        self.sq_norm = torch.linalg.vecdot(flat, flat)                         # (N,)
+        # per set of factored tensors (indices): the other tensors' targets, concatenated, and their size
+        self.layouts: dict[tuple[int, ...], tuple[list[torch.Tensor], torch.Tensor, int]] = {
+            (): (self.parts, flat, flat.shape[1])}
         self.scale = 1.0 / len(targets[0]) if mean_over_tensors else 1.0
 
     def __call__(self, trial: Sequence[torch.Tensor | Factored]) -> torch.Tensor:
@@ -104,11 +107,12 @@ class GradientDistance:
         """The dense trial tensors as ``(N, R, P_l)`` views and their targets (concatenated when small)."""
         if not dense:
             return [], []
-        parts = [p for i, p in enumerate(self.parts) if i not in fact] if fact else self.parts
-        if k * sum(p.shape[1] for p in parts) <= SMALL:  # one concatenated tensor: fewer ops for a small graph
-            if fact not in self.flats:
-                self.flats[fact] = torch.cat(parts, 1)
-            return [torch.cat([t.reshape(k, -1) for t in dense], 1).view(n, k // n, -1)], [self.flats[fact]]
+        if fact not in self.layouts:  # once per set, not every step
+            parts = [p for i, p in enumerate(self.parts) if i not in fact]
+            self.layouts[fact] = (parts, torch.cat(parts, 1), sum(p.shape[1] for p in parts))
+        parts, flat, size = self.layouts[fact]
+        if k * size <= SMALL:  # one concatenated tensor: fewer ops for a small graph
+            return [torch.cat([t.reshape(k, -1) for t in dense], 1).view(n, k // n, -1)], [flat]
         return [t.reshape(n, k // n, -1) for t in dense], parts  # (N, R, P_l) each
 
 
