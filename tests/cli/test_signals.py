@@ -38,9 +38,14 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _as_in_a_terminal() -> None:
-    """In the child, before exec: Ctrl-C as a terminal gives it (default action, not blocked). An
-    ignored or blocked SIGINT is inherited through exec, and the pytest process running the whole
-    suite can hold one (a library imported at collection, a pool's spawn guard)."""
+    """In the child, before exec: Ctrl-C as a terminal gives it (default action, not blocked).
+
+    An ignored SIGINT is inherited through exec, and a shell without job control starts every
+    ``cmd &`` with SIGINT and SIGQUIT ignored (POSIX), so ``make test &`` in a script runs pytest,
+    and every CLI it starts, deaf to Ctrl-C, as it should be. That, not anything in the suite, made
+    these tests fail in some whole-suite runs: checked by removing this function (fails under
+    ``bash -c 'pytest ... & wait'``, passes in the foreground) and by reading ``/proc/self/status``
+    after every test of a whole-suite run (SIGINT never ignored or blocked by a test)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
