@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gradleak.attacks.batched import attack_each
-from gradleak.core.errors import NotApplicableError, UpdateMismatchError
+from gradleak.core.errors import ConfigError, NotApplicableError, UpdateMismatchError
 from gradleak.core.registry import ATTACKS, create_attack
 from gradleak.core.types import LocalTraining
 from gradleak.data import sample_batch
@@ -112,6 +112,15 @@ def test_run_many_names_the_update_at_fault(digits):
         create_attack("ig", steps=2).run_many(model, [good, wrong], shape=DIGITS)
     with pytest.raises(NotApplicableError, match=r"update 0"):
         create_attack("fedavg-unrolled", steps=2).run_many(model, [good, good], shape=DIGITS)
+
+
+def test_run_many_refuses_one_update_in_place_of_a_list_but_takes_any_iterable(digits):
+    model = build_model("convnet", shape=DIGITS, num_classes=10, seed=2)
+    good = _updates(digits, model, 1, n=1)[0]
+    attack = create_attack("ig", steps=2)
+    with pytest.raises(ConfigError, match=r"list of ClientUpdate, got ClientUpdate; for one update call run"):
+        attack.run_many(model, good, shape=DIGITS)
+    assert len(attack.run_many(model, (u for u in [good, good]), shape=DIGITS)) == 2
 
 
 def test_attack_each_batches_per_model_and_isolates_failures(digits):

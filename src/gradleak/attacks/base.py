@@ -50,7 +50,7 @@ from __future__ import annotations
 import copy
 import numbers
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -164,8 +164,12 @@ class Attack:
         share of its group's wall time; ``info["batched"]`` is the group's size.
 
         Raises:
+            ConfigError: ``updates`` is not a list (or tuple) of updates.
             UpdateMismatchError, NotApplicableError: as ``run``, naming the update (by index) at fault.
         """
+        if isinstance(updates, (ClientUpdate, str, bytes)) or not isinstance(updates, Iterable):
+            raise ConfigError(f"run_many takes a list of ClientUpdate, got {type(updates).__name__}; "
+                              "for one update call run(model, update, shape=...)")
         updates = list(updates)
         if updates:  # the trial forward once: every update is of the same model and shape
             shape = check_shape(model, updates[0], shape)
