@@ -164,7 +164,7 @@ class Attack:
         share of its group's wall time; ``info["batched"]`` is the group's size.
 
         Raises:
-            ConfigError: ``updates`` is not a list (or tuple) of updates.
+            ConfigError: ``updates`` is a single update (or a string), not an iterable of updates.
             UpdateMismatchError, NotApplicableError: as ``run``, naming the update (by index) at fault.
         """
         if isinstance(updates, (ClientUpdate, str, bytes)) or not isinstance(updates, Iterable):
