@@ -124,11 +124,10 @@ def paired(b: int, ours: list[float], base: list[float], seeds: list[int], block
     text = (f"- b={b}, per seed: this tree ahead on {wins} of {len(ours)} seeds; mean paired difference "
             f"{statistics.mean(o - p for o, p in zip(ours, base, strict=True)):+.2f} dB.")
     if len(seeds) >= 2 * block:
-        cuts = range(0, len(seeds) - block + 1, block)
-        blocks = [f"seeds {seeds[i]}-{seeds[i + block - 1]}: {statistics.median(ours[i:i + block]):.1f} vs "
-                  f"{statistics.median(base[i:i + block]):.1f} "
-                  f"({statistics.median(ours[i:i + block]) - statistics.median(base[i:i + block]):+.1f})"
-                  for i in cuts]
+        blocks = []
+        for i in range(0, len(seeds) - block + 1, block):
+            mo, mb = statistics.median(ours[i:i + block]), statistics.median(base[i:i + block])
+            blocks.append(f"seeds {seeds[i]}-{seeds[i + block - 1]}: {mo:.1f} vs {mb:.1f} ({mo - mb:+.1f})")
         text += f" Medians of {block}-seed blocks, this tree vs baseline: " + "; ".join(blocks) + "."
     return text
 

@@ -127,9 +127,12 @@ class _Cosine(torch.autograd.Function):
         half = len(tensors) // 2
         gs, ts = tensors[:half], tensors[half:]
         ctx.extra = extra is not None
-        more = [extra] if extra is not None else []
-        dot = _total([*(torch.linalg.vecdot(g, t[:, None]) for g, t in zip(gs, ts)), *(e[0] for e in more)])
-        g_sq = _total([*(torch.linalg.vecdot(g, g) for g in gs), *(e[1] for e in more)])
+        dots = [torch.linalg.vecdot(g, t[:, None]) for g, t in zip(gs, ts)]
+        sqs = [torch.linalg.vecdot(g, g) for g in gs]
+        if extra is not None:
+            dots.append(extra[0])
+            sqs.append(extra[1])
+        dot, g_sq = _total(dots), _total(sqs)
         root = torch.sqrt(g_sq * t_sq[:, None])
         den = root + eps
         ctx.save_for_backward(t_sq, dot, root, den, *tensors)
