@@ -50,9 +50,10 @@ suite: setup
 	$(BIN)/gradleak report runs/suite.sqlite --format md
 
 # Every published results table: runs the committed grids bench/tables/*.toml as resumable sweeps
-# (runs/tables/*.sqlite) and writes docs/results/*.md. The committed files took about 9 300 s of run
-# time in all (ggl_table3 4 400, gifd 3 900, geng 600, spear 400): 80 minutes or more with one worker
-# per CPU on 2 cores; a killed run resumes. TABLES_ARGS="--only gifd" for one table. Not part of `make test`.
+# (runs/tables/*.sqlite) and writes docs/results/*.md. The committed files took about 870 s of run
+# time in all (ggl_table3 540, gifd 305, geng 20, spear_exact 5): about 8 minutes with one worker per
+# CPU on 2 cores (before issue 15: 9 300 s, 80 minutes); a killed run resumes. TABLES_ARGS="--only gifd"
+# for one table. Not part of `make test`.
 tables: setup
 	$(BIN)/python bench/tables/make_tables.py $(TABLES_ARGS)
 

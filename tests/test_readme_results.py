@@ -57,17 +57,29 @@ def test_table_configs_score_attack_images_and_tune_on_validation(path):
     assert all(run.scenario.labels == "own" for run in grid.runs)  # no labels handed to any attack
 
 
+def budget(attack: str, o: dict) -> int:
+    """The most trial-gradient evaluations a table run may spend (final scores included: the Adam
+    loops score their last iterate once more, GIFD every stage's; GGL's ``evaluations`` is a cap)."""
+    if attack in ("dlg", "idlg"):
+        return o["steps"] * o["max_iter"]
+    if attack == "ig":
+        return (o["steps"] + 1) * o.get("restarts", 1)
+    if attack == "gifd":
+        return (o["steps"] + 1) * 3 * o["restarts"]
+    return o["evaluations"]
+
+
 def test_the_ggl_table_gives_every_attack_the_same_budget():
     budgets = {}
     for run in load_grid(ROOT / "bench" / "tables" / "ggl_table3.toml").runs:
-        o, attack = run.scenario.attack_options, run.scenario.attack
-        if attack in ("dlg", "idlg"):
-            cap = o["steps"] * o["max_iter"]
-        elif attack == "ig":
-            cap = o["steps"] * o.get("restarts", 1)
-        elif attack == "gifd":
-            cap = o["steps"] * 3 * o["restarts"]
-        else:
-            cap = o["evaluations"]
-        budgets[run.preset] = max(budgets.get(run.preset, 0), cap)
+        budgets[run.preset] = max(budgets.get(run.preset, 0), budget(run.scenario.attack, run.scenario.attack_options))
     assert len(budgets) == 7 and set(budgets.values()) <= {399, 400}, budgets
+
+
+def test_the_gifd_table_gives_every_method_the_same_budget():
+    budgets = {run.preset: budget(run.scenario.attack, run.scenario.attack_options)
+               for run in load_grid(ROOT / "bench" / "tables" / "gifd.toml").runs}
+    ood_mapping = 510  # the label map's latent searches (GIFD with label_map=auto, out of distribution)
+    assert {p: b for p, b in budgets.items() if p.startswith("in_")} == dict.fromkeys(
+        ["in_gifd_paper_radii", "in_gifd_tuned_radii", "in_ig", "in_ggl_adam", "in_ggl_cma"], 600)
+    assert budgets["ood_ig"] == budgets["ood_gifd_tuned_radii"] + ood_mapping == 1110

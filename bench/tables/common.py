@@ -125,3 +125,36 @@ def write(name: str, lines: list[str]) -> Path:
 def info(row: dict[str, Any], key: str) -> Any:
     """A value of the attack's ``info`` stored with a run."""
     return ((row.get("detail") or {}).get("info") or {}).get(key)
+
+
+PREVIOUS_RUN = ("the table committed before this re-run; its runs were made with the code before issue 15 "
+                "(IG's lr 0.1 and tv 0.01 at every batch size; every Adam attack returning its last iterate, "
+                "not its lowest-loss one; DLG's and iDLG's L-BFGS restarts one after another, not rows of one "
+                "batched L-BFGS; SPEAR before issue 19). Where only float rounding changed, a chaotic "
+                "optimisation still moves single seeds by several dB, so read small changes as noise")
+"""What the ``previous`` numbers each renderer keeps beside its rows were measured with."""
+
+
+def against_previous(rows: list[tuple[str, float | None, float]], *, unit: str = "dB") -> list[str]:
+    """A section putting this run's medians beside those of the table's previous committed run
+    (:data:`PREVIOUS_RUN`), and a sentence naming every row that fell by more than 0.05.
+
+    ``rows`` are ``(label, previous, now)``; a row with no previous number is left out.
+
+    Example:
+        >>> lines = against_previous([("IG", 40.7, 40.3), ("GIFD", 46.8, 47.0)])
+        >>> lines[6], lines[-2]
+        ('| IG | 40.7 | 40.3 | -0.4 |', '**Lower than the previous run**: IG (40.3 dB now, 40.7 dB before).')
+    """
+    body, worse = [], []
+    for label, before, now in rows:
+        if before is None:
+            continue
+        body.append([label, f"{before:.1f}", f1(now), f"{round(now - before, 1) + 0.0:+.1f}"])
+        if now < before - 0.05:
+            worse.append(f"{label} ({f1(now)} {unit} now, {before:.1f} {unit} before)")
+    lines = ["## Against this table's previous run", "", f"Previous: {PREVIOUS_RUN}.", "",
+             *table(["row", "previous median", "now", "change"], body)]
+    lines += ["**Lower than the previous run**: " + "; ".join(worse) + "." if worse
+              else "No row is lower than in the previous run.", ""]
+    return lines

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common import f1, median, provenance, stored, table, write
+from common import against_previous, f1, median, provenance, stored, table, write
 
 # README before issue 14 (whole pool, 20 batches; 10 at b = 25, 7 of them exact)
 SPEAR_BEFORE = {4: 172.1, 8: 168.0, 16: 159.1, 20: 155.2, 25: 151.2}
+# The tables committed before their re-run after issue 15 (common.PREVIOUS_RUN): median PSNR (dB) of the
+# swap and fusion rows, and SPEAR's median PSNR and exact batches (of 5) per batch size
+PREVIOUS_GENG = {"restored": 25.1, "swapped": 9.6, "same": 13.2, "distinct": 26.9}
+PREVIOUS_SPEAR = {4: (172.9, 5), 8: (168.3, 5), 16: (159.1, 5), 20: (156.5, 5), 25: (150.9, 3)}
 
 
 def render_geng(db: Path, swap: dict[str, dict[str, Any]], elapsed: float) -> Path:
@@ -63,6 +67,11 @@ def render_geng(db: Path, swap: dict[str, dict[str, Any]], elapsed: float) -> Pa
               *table(["batch", "median PSNR (dB)", "labels exact", "PSNR per seed 0–4"], body),
               "Before issue 14 (docs/notes/issue-5.md, whole pool, mean of 3): 13.6 dB label-homogeneous, "
               "30.3 dB distinct.", ""]
+    lines += against_previous([
+        ("geng's restored labels", PREVIOUS_GENG["restored"], median(v["psnr"] for v in restored)),
+        ("the same labels, first one swapped", PREVIOUS_GENG["swapped"], median(v["psnr"] for v in swapped)),
+        *[(label, PREVIOUS_GENG[mode], median(r["psnr"] for r in fusion if r["config"]["label_mode"] == mode))
+          for mode, label in (("same", "fusion: one label for all four"), ("distinct", "fusion: four distinct"))]])
     return write("geng", lines)
 
 
@@ -74,16 +83,16 @@ def render_spear(db: Path, elapsed: float) -> Path:
         preset="`default` (method `hybrid`)", budget="at most 120 s per batch (`max_seconds`)",
         extra=["**model**: untrained `mlp` of width 200, FedSGD, random labels; a batch is exact when "
                "every image is (exact rate 1)",
-               "**code**: the stored runs were made with SPEAR as it was before issue 19 (b = 4-20 at "
-               "commit 51e7aa1, b = 25 at 9b866bc); issue 19's SPEAR is not measured here (delete "
-               "`runs/tables/spear_exact.sqlite` to re-measure)"])
+               "**code**: re-run in full after issue 15 with issue 19's SPEAR (a store resumed from older runs "
+               "keeps their code); the previous run, with SPEAR before issue 19 (b = 4-20 at commit 51e7aa1, "
+               "b = 25 at 9b866bc), is at the end"])
     body, worse = [], []
     for b in sorted({r["batch_size"] for r in rows}):
         runs = [r for r in rows if r["batch_size"] == b]
         exact = sum(1 for r in runs if r["exact_fraction"] == 1.0)
         psnr = median(r["psnr"] for r in runs)
         body.append([str(b), str(len(runs)), f"{exact} ({100 * exact // max(len(runs), 1)} %)", f1(psnr),
-                     f"{median(r['seconds'] for r in runs):.1f}", f"{max(r['seconds'] for r in runs):.1f}",
+                     f"{median(r['seconds'] for r in runs):.2f}", f"{max(r['seconds'] for r in runs):.2f}",
                      f"{SPEAR_BEFORE[b]:.1f}" if b in SPEAR_BEFORE else ""])
         if b in SPEAR_BEFORE and psnr < SPEAR_BEFORE[b] - 0.05:
             worse.append(f"b={b}: {f1(psnr)} dB now vs {SPEAR_BEFORE[b]:.1f} dB before")
@@ -94,4 +103,9 @@ def render_spear(db: Path, elapsed: float) -> Path:
                   + "; ".join(worse) + ". PSNR of an exact float64 reconstruction depends on the images.", ""]
     lines += ["Cut against the earlier README table: 5 batches per batch size here, 20 there (10 at b = 25); "
               "the full version is the same grid with `seed = [0, ..., 19]` in `bench/tables/spear_exact.toml`.", ""]
+    lines += against_previous([(f"b={b}", PREVIOUS_SPEAR[b][0], median(r["psnr"] for r in rows if r["batch_size"] == b))
+                               for b in sorted({r["batch_size"] for r in rows}) if b in PREVIOUS_SPEAR])
+    exact_before = ", ".join(f"b={b}: {PREVIOUS_SPEAR[b][1]}" for b in sorted(PREVIOUS_SPEAR))
+    lines += [f"Exact batches of 5 in the previous run: {exact_before}. Every batch here is exact or not by the "
+              "same test; between exact runs the PSNR (over 150 dB) measures float64 round-off, not quality.", ""]
     return write("spear_exact", lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import f1, info, median, provenance, stored, table, write
+from common import against_previous, f1, info, median, provenance, stored, table, write
 
 METHODS = [("dlg", "DLG"), ("idlg", "iDLG"), ("ig", "IG"), ("ggl_adam", "GGL-Adam"), ("ggl_cma", "GGL-CMA"),
            ("ggl_bo", "GGL-BO"), ("gifd", "GIFD")]
@@ -17,6 +17,11 @@ BEFORE = {  # median PSNR (dB) published before issue 14, with the budget each m
     "ggl_cma": ("README, 200 rounds × 50 = 10 000 evaluations", [17.8, 20.8, 17.3, 19.0]),
     "dlg": ("docs/notes/issue-7.md (not in the README), L-BFGS 20×20", [6.51, 59.55, 13.83, 70.47]),
     "idlg": ("docs/notes/issue-7.md (not in the README), L-BFGS 20×20", [6.66, 71.62, 22.03, 88.48]),
+}
+PREVIOUS = {  # median PSNR (dB) per defense of the table committed before its re-run after issue 15
+    "dlg": [5.4, 66.2, 7.8, 70.1], "idlg": [6.9, 72.1, 11.9, 87.6], "ig": [16.3, 22.4, 14.1, 31.8],
+    "ggl_adam": [21.1, 24.7, 19.9, 21.8], "ggl_cma": [12.8, 13.9, 12.1, 13.5], "ggl_bo": [13.3, 13.3, 13.2, 13.6],
+    "gifd": [15.4, 34.2, 31.0, 41.7],
 }
 
 
@@ -36,7 +41,9 @@ def render(db: Path, elapsed: float) -> Path:
         preset="`default` for every attack; only the budget was changed (rows below)",
         budget=f"at most {BUDGET} trial-gradient evaluations per attack per image (one evaluation = the "
                "gradient of one candidate input; Adam and L-BFGS steps also back-propagate through it, "
-               "CMA-ES and BO do not, so their seconds are lower)",
+               "CMA-ES and BO do not, so their seconds are lower); every evaluation counts, the score of a "
+               "final iterate or mean too (before issue 15's re-run IG had 400 steps and GIFD 133 per "
+               "stage, and GIFD's and GGL-CMA's final scores were not counted)",
         extra=["**threat model**: FedSGD, untrained model, each attack's own label step (iDLG for one "
                "example, DLG optimises soft labels), adaptive attacker with the papers' faithful copies "
                "of the defense (prune: re-prune the trial gradient at 90 %); recorded assumptions: "
@@ -82,6 +89,9 @@ def render(db: Path, elapsed: float) -> Path:
                   "stronger attacker that is still available as `adaptive = \"observed-mask\"` and not "
                   "measured here. The GGL paper's own CMA-ES budget (`--preset paper`: 40 000 evaluations) "
                   "is 100 times this table's and was not run.", ""]
+    lines += against_previous([(f"{label}, {dlabel}", PREVIOUS[key][i],
+                                median(r["psnr"] for r in cell.get((key, d), [])))
+                               for key, label in METHODS for i, (d, dlabel) in enumerate(DEFENSES)])
     lines += ["## Per image (PSNR dB, seeds 0–9) and the attacked digits", ""]
     per_body = []
     for key, label in METHODS:
@@ -99,9 +109,9 @@ def _setting(key: str, hp: dict, runs: list[dict]) -> str:
     if key in ("dlg", "idlg"):
         return f"L-BFGS {hp.get('steps')} steps × ≤ {hp.get('max_iter')} evaluations"
     if key == "ig":
-        return f"{hp.get('steps')} signed-Adam steps × {hp.get('restarts')} restart"
+        return f"({hp.get('steps')} signed-Adam steps + the final score) × {hp.get('restarts')} restart"
     if key == "gifd":
-        return f"{hp.get('steps')} steps × 3 stages × {hp.get('restarts')} restart"
+        return f"({hp.get('steps')} steps + the last iterate's score) × 3 stages × {hp.get('restarts')} restart"
     opt = hp.get("optimizer")
     population = runs[0] and info(runs[0], "population")
     extra = {"cma": f"population {population} (nevergrad's default)", "bo": f"{hp.get('bo_init')} initial points, "

@@ -48,7 +48,7 @@ def test_ggl_paper_preset_is_the_papers_cma_budget_and_population():
     update = fedsgd_update(model, torch.rand(1, 1, 28, 28), torch.tensor([3]))
     rec = create_attack("ggl", optimizer="cma", evaluations=100).run(model, update, shape=(1, 28, 28))
     # nevergrad's default population in 128-d, and the budget is a cap: 5 generations of 18
-    assert rec.info["population"] == 18 and rec.info["evaluations"] == 90 <= 100
+    assert rec.info["population"] == 18 and rec.info["evaluations"] == 5 * 18 + 1 <= 100
 
 
 def test_cli_json_and_config_carry_split_indices_preset_hyperparameters_assumptions(tmp_path, capsys):

@@ -149,7 +149,7 @@ def test_cma_evaluates_each_population_as_one_batch(lenet, digit, monkeypatch) -
         evaluated = spy.calls
         sizes = [z.shape[0] for z, _ in evaluated]
         assert sizes == [6, 6, 6, 1]  # three rounds of 6 candidates, then the final mean
-        assert rec.inputs.shape == (1, *SHAPE) and rec.info["evaluations"] == 18
+        assert rec.inputs.shape == (1, *SHAPE) and rec.info["evaluations"] == sum(sizes) == 19
         # the history is the best loss after each round; the result is the best latent evaluated
         # (the final mean included), its loss and its image
         rounds = [float(losses.min()) for _, losses in evaluated[:3]]
@@ -205,3 +205,16 @@ def test_ggl_beats_ig_under_noise(lenet, digit) -> None:
     ggl = evaluate(GGL(steps=40, population=30, seed=0).run(lenet, update, shape=SHAPE), truth)
     ig = evaluate(create_attack("ig", steps=100, labels="restore").run(lenet, update, shape=SHAPE), truth)
     assert ggl["psnr"] > ig["psnr"] + 3, (ggl["psnr"], ig["psnr"])
+
+
+@pytest.mark.parametrize(("optimizer", "budget", "expected"), [("adam", 20, 20), ("bo", 20, 20), ("cma", 40, 38)])
+def test_an_evaluation_budget_counts_every_evaluation_and_is_a_cap(lenet, digit, monkeypatch, optimizer, budget,
+                                                                   expected) -> None:
+    if optimizer == "cma":
+        pytest.importorskip("cma")
+    spy = Evaluations(monkeypatch)
+    update = fedsgd_update(lenet, *digit)
+    rec = GGL(optimizer=optimizer, evaluations=budget, restarts=2, population=6, bo_init=4, bo_batch=2,
+              backend="pycma", seed=0).run(lenet, update, shape=SHAPE)
+    evaluated = sum(z.shape[0] for z, _ in spy.calls)  # adam's final iterates and cma's final means included
+    assert rec.info["evaluations"] == evaluated == expected <= budget

@@ -181,3 +181,23 @@ def test_cli_label_map_flag_reaches_the_attack_options(tmp_path) -> None:
     assert scenario.attack_options == {"label_map": "none", "radii": (0.2, 0.4), "stages": 2, "steps": 3}
     attack = GIFD(**scenario.attack_options)
     assert attack.stages == (2,) and attack.radii == (0.2, 0.4) and attack.label_map == "none"
+
+
+def test_evaluations_count_every_gradient_loss_evaluation(monkeypatch) -> None:
+    gen, model, update, _, _ = small_setup(b=2, seed=1)
+    rows: list[int] = []
+    original = GIFD._grad_loss
+
+    def spy(self, *args, **kwargs):
+        loss = original(self, *args, **kwargs)
+
+        def counted(x, n):
+            rows.append(n)
+            return loss(x, n)
+
+        return counted
+
+    monkeypatch.setattr(GIFD, "_grad_loss", spy)
+    rec = GIFD(generator=gen, steps=3, restarts=2, seed=0).run(model, update, shape=SHAPE)
+    # 3 stages x 2 restarts x (3 steps + the score of each stage's last iterate)
+    assert rec.info["evaluations"] == sum(rows) == 3 * 2 * (3 + 1)

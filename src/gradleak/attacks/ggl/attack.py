@@ -105,9 +105,10 @@ class GGL(Attack):
         generator: a shipped prior name (``mnist-dcgan``), a weights file, or a Generator.
         optimizer: ``cma`` (CMA-ES), ``bo`` (TuRBO-1 Bayesian optimisation) or ``adam``.
         steps: CMA generations, BO evaluations or Adam iterations (default 800 / 1000 / 2500).
-        evaluations: the budget in loss evaluations instead, a cap over all restarts (cma:
-            ``⌊evaluations / population⌋`` generations; bo: ``evaluations``; adam:
-            ``⌊evaluations / restarts⌋`` steps).
+        evaluations: the budget in loss evaluations instead, a cap over all restarts that counts every
+            evaluation (cma: ``⌊(evaluations / restarts − 1) / population⌋`` generations, the 1 for
+            the final mean each restart scores; bo: ``evaluations``; adam:
+            ``⌊evaluations / restarts⌋ − 1`` steps, the 1 for the final iterate each restart scores).
         population: CMA-ES candidates per generation (``None``: nevergrad's default
             ``4 + ⌊3 ln d⌋``, 18 for one 128-d latent, as the paper's code).
         bo_batch: BO evaluations per batch; bo_init: Latin-hypercube points per BO restart.
@@ -245,7 +246,8 @@ class GGL(Attack):
                 runs = [self._search(loss, b, d, self.seed + 1000 * k, steps, population, progress, device)
                         for k in range(r)]
                 best = min(range(len(runs)), key=lambda k: runs[k][1])
-                picks.append((*runs[best], best, steps * per_step * r))
+                extra = 1 if self.optimizer == "cma" else 0  # cma scores its final mean once more
+                picks.append((*runs[best], best, (steps * per_step + extra) * r))
         recs = []
         for (labels, how), (z_best, final, history, best, evals) in zip(resolved, picks):
             with torch.no_grad():
@@ -261,7 +263,8 @@ class GGL(Attack):
         if self.evaluations is None:
             return self.steps
         per_step = population if self.optimizer == "cma" else 1
-        return max(1, self.evaluations // (per_step * self.restarts))  # the budget is a cap
+        extra = 0 if self.optimizer == "bo" else 1  # cma's final mean, adam's final iterate: scored once more
+        return max(1, (self.evaluations // self.restarts - extra) // per_step)  # the budget is a cap
 
     def _search(self, loss: Callable[[torch.Tensor], torch.Tensor], b: int, d: int, seed: int, steps: int,
                 population: int, progress: Progress | None,

@@ -276,8 +276,9 @@ class GIFD(Attack):
                     "stage_losses": {str(k): v for k, v in losses[c].items()},
                     "best_stage": best_stage, "best_restart": best_restart,
                     "final_loss": losses[c][best_stage][best_restart],
-                    # the mapping's latent searches count towards the budget
-                    "evaluations": mapping_evals[c] + self.steps * r * len(stages),
+                    # the mapping's latent searches count towards the budget, and so does the score
+                    # of every stage's last iterate (one per restart)
+                    "evaluations": mapping_evals[c] + (self.steps + 1) * r * len(stages),
                     "mapping_evaluations": mapping_evals[c], "ball_use": ball_use[c],
                     "generator": self.generator if isinstance(self.generator, str) else type(self.generator).__name__}
             results.append(GIFDResult(labels, classes[c], images[c], losses[c], best_stage, best_restart,
