@@ -218,3 +218,12 @@ def test_an_evaluation_budget_counts_every_evaluation_and_is_a_cap(lenet, digit,
               backend="pycma", seed=0).run(lenet, update, shape=SHAPE)
     evaluated = sum(z.shape[0] for z, _ in spy.calls)  # adam's final iterates and cma's final means included
     assert rec.info["evaluations"] == evaluated == expected <= budget
+
+
+def test_a_budget_too_small_for_one_step_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"evaluations=3 is too small for optimizer=adam with 2 restart\(s\).*>= 4"):
+        GGL(optimizer="adam", evaluations=3, restarts=2)
+    with pytest.raises(ConfigError, match=r"population 6 \+ the final mean.*>= 7"):
+        GGL(optimizer="cma", evaluations=6, population=6)
+    assert GGL(optimizer="cma", evaluations=7, population=6)._steps(6) == 1
+    assert GGL(optimizer="bo", evaluations=1)._steps(1) == 1

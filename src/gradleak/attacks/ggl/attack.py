@@ -179,6 +179,8 @@ class GGL(Attack):
         self.kl, self.distance, self.restarts = kl, distance, restarts
         self.labels, self.seed, self.transform, self.backend = labels, seed, transform, backend
         self.keep = keep
+        if evaluations is not None and (optimizer != "cma" or population is not None):
+            self._steps(population or 1)  # a budget too small for one step is refused now, not at run time
 
     def batches(self) -> bool:
         """Only the Adam search batches clients (CMA-ES and BO drive one client at a time)."""
@@ -264,7 +266,14 @@ class GGL(Attack):
             return self.steps
         per_step = population if self.optimizer == "cma" else 1
         extra = 0 if self.optimizer == "bo" else 1  # cma's final mean, adam's final iterate: scored once more
-        return max(1, (self.evaluations // self.restarts - extra) // per_step)  # the budget is a cap
+        steps = (self.evaluations // self.restarts - extra) // per_step  # the budget is a cap
+        if steps < 1:
+            least = (per_step + extra) * self.restarts
+            raise ConfigError(f"ggl: evaluations={self.evaluations} is too small for optimizer={self.optimizer} "
+                              f"with {self.restarts} restart(s): one step per restart needs {least} evaluations"
+                              f"{f' (population {population} + the final mean)' if extra and per_step > 1 else ''}"
+                              f"; give evaluations >= {least} or fewer restarts")
+        return steps
 
     def _search(self, loss: Callable[[torch.Tensor], torch.Tensor], b: int, d: int, seed: int, steps: int,
                 population: int, progress: Progress | None,
