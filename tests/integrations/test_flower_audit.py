@@ -130,14 +130,16 @@ def test_local_training_comes_from_the_train_config_fedprox_and_momentum():
 
 
 @needs_flwr
-def test_a_round_is_attacked_in_one_batched_pass_on_the_given_device():
+def test_a_round_is_attacked_in_one_batched_pass_on_the_given_device(caplog):
     from gradleak.core.registry import create_attack
     from gradleak.integrations.flower import AuditStrategy
 
     audit = AuditStrategy(fedavg3(), model=small_mlp(), shape=SHAPE, attack=create_attack("ig", steps=3), wait=True,
                           device="cpu")
-    _round(audit, {"lr": 0.1})
+    with caplog.at_level(logging.INFO, logger="flwr.gradleak"):
+        _round(audit, {"lr": 0.1})
     audit.close()
+    assert "round 1: 3 update(s) queued for ig as one batched pass (run_many)" in caplog.text
     records = audit.store.records
     assert len(records) == 3 and all(r.status == "ok" for r in records), [r.summary() for r in records]
     assert [r.reconstruction.info["batched"] for r in records] == [3, 3, 3]

@@ -314,9 +314,10 @@ class AuditStrategy:
             jobs = []
         else:
             count = sum(len(getattr(job, "keys", [key])) for key, job in jobs)
-            log.info("gradleak audit: round %d: %d update(s) queued for %s%s", server_round, count,
-                     self._config["attack"], f" ({backlog} still queued or running from earlier rounds)"
-                     if backlog else "")
+            batched = any(isinstance(job, RoundJob) for _, job in jobs)
+            log.info("gradleak audit: round %d: %d update(s) queued for %s%s%s", server_round, count,
+                     self._config["attack"], " as one batched pass (run_many)" if batched else "",
+                     f" ({backlog} still queued or running from earlier rounds)" if backlog else "")
         if not jobs:
             self._round_done(server_round)
 
