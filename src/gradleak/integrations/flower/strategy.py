@@ -313,10 +313,9 @@ class AuditStrategy:
                 self._store(record)
             jobs = []
         else:
-            count = sum(len(getattr(job, "keys", [key])) for key, job in jobs)
-            batched = any(isinstance(job, RoundJob) for _, job in jobs)
-            log.info("gradleak audit: round %d: %d update(s) queued for %s%s%s", server_round, count,
-                     self._config["attack"], " as one batched pass (run_many)" if batched else "",
+            count, attack = sum(len(getattr(job, "keys", [key])) for key, job in jobs), self._config["attack"]
+            log.info("gradleak audit: round %d: %d update(s) queued for %s%s%s", server_round, count, attack,
+                     " as one batched pass (run_many)" if any(isinstance(j, RoundJob) for _, j in jobs) else "",
                      f" ({backlog} still queued or running from earlier rounds)" if backlog else "")
         if not jobs:
             self._round_done(server_round)
