@@ -120,13 +120,12 @@ def main() -> None:
 
 def spear_paragraph(wrong: list[dict], earlier: bool) -> list[str]:
     """What SPEAR did with another initialisation in this run (and in the earlier one)."""
-    exact = sum(1 for r in wrong if r["residual"] is not None and r["residual"] <= POOR_RESIDUAL)
-    unflagged = sum(1 for r in wrong if not r["poor"] and not (r["residual"] is not None
-                                                              and r["residual"] <= POOR_RESIDUAL))
+    recovered = [r["residual"] is not None and r["residual"] <= POOR_RESIDUAL for r in wrong]
+    unflagged = sum(1 for r, ok in zip(wrong, recovered) if not ok and not r["poor"])
     text = ("SPEAR reads the inputs from the first layer's gradient, whose row space does not depend on the "
             "weights; the weights steer its ReLU-pattern filter and its checks. With another initialisation "
-            f"it recovered {exact} of {len(wrong)} batches exactly in this run (a recovered batch has a residual "
-            "near zero, which the fit rightly accepts)"
+            f"it recovered {sum(recovered)} of {len(wrong)} batches exactly in this run (a recovered batch has a "
+            "residual near zero, which the fit rightly accepts)"
             + ("; every other run is flagged poor by its residual." if not unflagged else
                f"; {unflagged} run(s) it did not recover were not flagged."))
     if earlier:

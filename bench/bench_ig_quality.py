@@ -68,16 +68,24 @@ def attack_batches(seeds: list[int], batch_sizes: list[int]) -> dict[str, list[l
     return {str(b): [ds.indices[sample_indices(ds, b, seed=s)].tolist() for s in seeds] for b in batch_sizes}
 
 
-def ig_psnr(ds: Any, idx: Any, seed: int, options: dict) -> float:
-    """PSNR of one ``ig`` run (``options``) on the digits at positions ``idx`` of the whole MNIST set
-    ``ds``, as ``run_scenario`` runs this scenario: the untrained convnet with the run's seed, eval
-    mode, FedSGD, labels leaked and known. Only calls every compared tree has (``tune_ig_tv.py`` uses it too)."""
-    from gradleak import build_model, create_attack, evaluate, fedsgd_update
-    from gradleak.core.types import GroundTruth
+def scenario(ds: Any, idx: Any, seed: int) -> tuple[Any, Any, Any, Any]:
+    """``(x, y, model, update)``: the digits at positions ``idx`` of the whole MNIST set ``ds`` and the
+    client's update of them, as ``run_scenario`` builds this scenario: the untrained convnet with the
+    run's seed, eval mode, FedSGD, labels leaked. Only calls every compared tree has."""
+    from gradleak import build_model, fedsgd_update
 
     x, y = ds.inputs[idx].clone(), ds.labels[idx].clone()
     model = build_model("convnet", shape=ds.shape, num_classes=ds.num_classes, seed=seed).eval()
-    update = fedsgd_update(model, x, y, labels_leak=True)
+    return x, y, model, fedsgd_update(model, x, y, labels_leak=True)
+
+
+def ig_psnr(ds: Any, idx: Any, seed: int, options: dict) -> float:
+    """PSNR of one ``ig`` run (``options``, labels known, the run's seed) on :func:`scenario`'s update
+    (``tune_ig_tv.py`` and ``ig_b4_variants.py`` use it too)."""
+    from gradleak import create_attack, evaluate
+    from gradleak.core.types import GroundTruth
+
+    x, y, model, update = scenario(ds, idx, seed)
     rec = create_attack("ig", seed=seed, labels="known", **options).run(model, update, shape=ds.shape)
     return float(evaluate(rec, GroundTruth(x, y))["psnr"])
 

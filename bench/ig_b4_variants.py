@@ -26,7 +26,6 @@ IG's defaults (lr 0.05, tv for b=4) otherwise, one torch thread per worker.
 from __future__ import annotations
 
 import argparse
-import functools
 import multiprocessing
 import platform
 import statistics
@@ -36,7 +35,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ig_quality import parse_seeds  # noqa: E402
+from bench_ig_quality import ig_psnr, parse_seeds, scenario  # noqa: E402
+from tune_ig_tv import validation_and_mnist  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "ig_b4_validation.md"
 BASE = "IG's defaults (1 start, 1000 steps)"
@@ -44,63 +44,58 @@ VARIANTS = (BASE, "R2x500", "R4x250", "SH4_50", "SH2_100", "mid", "randn", "dark
 BATCH = 4
 
 
-@functools.cache
-def _data() -> tuple:
-    from gradleak import load_dataset
-    from gradleak.data import load_split
-
-    return load_split("mnist", {}, "validation"), load_dataset("mnist")
-
-
-def start(name: str, rows: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """The starting images ``(rows, b, *shape)`` of a variant (IG's own: uniform in [0, 1])."""
+def start(name: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """One start ``(1, b, *shape)`` of a start variant (IG's own, for the SH variants: uniform in [0, 1])."""
     from gradleak.core.seeding import attack_generator
 
-    g, size = attack_generator(seed), (rows, BATCH, *shape)
+    g, size = attack_generator(seed), (1, BATCH, *shape)
     if name == "mid":
         return (0.5 + 0.05 * torch.randn(size, generator=g)).clamp(0, 1)
     if name == "randn":
         return (0.5 + 0.5 * torch.randn(size, generator=g)).clamp(0, 1)
-    if name == "dark":
-        return 0.02 * torch.rand(size, generator=g)
-    return torch.rand(size, generator=g)
+    return 0.02 * torch.rand(size, generator=g)  # dark
 
 
 def one_run(job: tuple[str, int]) -> dict:
-    """PSNR of one variant on one validation batch: ``job = (variant, seed)``."""
-    from gradleak import build_model, evaluate, fedsgd_update
-    from gradleak.attacks.ig import LR, auto_tv
-    from gradleak.core.types import GroundTruth, Reconstruction
+    """PSNR of one variant on one validation batch: ``job = (variant, seed)``. The defaults, R*n*x*s*
+    and 2000 steps are ``ig`` itself (``restarts``, ``steps``); the others run IG's loop on their own
+    starts (``invert_many``'s loss and ``optimise_inputs``)."""
     from gradleak.data import sample_indices
+
+    torch.set_num_threads(1)
+    name, seed = job
+    split, full = validation_and_mnist()
+    idx = split.indices[sample_indices(split, BATCH, seed=seed)]
+    if not name.startswith(("SH", "mid", "randn", "dark")):
+        restarts, steps = (int(v) for v in name[1:].split("x")) if name.startswith("R") else (1, 1000)
+        options = {"restarts": restarts, "steps": 2000 if name == "2000 steps" else steps}
+        return {"variant": name, "seed": seed, "psnr": ig_psnr(full, idx, seed, options)}
+
+    from gradleak import evaluate
+    from gradleak.attacks.ig import LR, auto_tv
+    from gradleak.core.seeding import attack_generator
+    from gradleak.core.types import GroundTruth, Reconstruction
     from gradleak.inversion.gradients import TrialGradients, observed_gradient
     from gradleak.inversion.losses import GradientDistance
     from gradleak.inversion.optimize import optimise_inputs
     from gradleak.inversion.priors import total_variation
 
-    torch.set_num_threads(1)
-    name, seed = job
-    split, full = _data()
-    idx = split.indices[sample_indices(split, BATCH, seed=seed)]
-    x, y = full.inputs[idx].clone(), full.labels[idx].clone()
-    model = build_model("convnet", shape=full.shape, num_classes=full.num_classes, seed=seed).eval()
-    target = observed_gradient(model, fedsgd_update(model, x, y, labels_leak=True))
-    dist, trial, tv = GradientDistance([target], "cosine"), TrialGradients(model, None), auto_tv(BATCH)
+    x, y, model, update = scenario(full, idx, seed)
+    dist, trial = GradientDistance([observed_gradient(model, update)], "cosine"), TrialGradients(model)
+    tv = auto_tv(BATCH)
 
     def loss(z: torch.Tensor) -> torch.Tensor:
-        labels = y.unsqueeze(0).expand(z.shape[0], -1)
-        return dist(trial(z, labels, factored=True)) + tv * total_variation(z)
+        return dist(trial(z, y.expand(z.shape[0], -1), factored=True)) + tv * total_variation(z)
 
     if name.startswith("SH"):
         rows, first = (int(v) for v in name[2:].split("_"))
-        out = optimise_inputs(loss, start(name, rows, full.shape, seed), steps=first, lr=LR, decay=False)
+        x0 = torch.rand((rows, BATCH, *full.shape), generator=attack_generator(seed))
+        out = optimise_inputs(loss, x0, steps=first, lr=LR, decay=False)
         row = out.best_row()
         out = optimise_inputs(loss, out.last[row:row + 1], steps=1000 - rows * first, lr=LR)
     else:
-        rows, steps = (int(v) for v in name[1:].split("x")) if name.startswith("R") else (1, 1000)
-        steps = 2000 if name == "2000 steps" else steps
-        out = optimise_inputs(loss, start(name, rows, full.shape, seed), steps=steps, lr=LR)
-    best = out.x[out.best_row()]
-    psnr = float(evaluate(Reconstruction(best, y, []), GroundTruth(x, y))["psnr"])
+        out = optimise_inputs(loss, start(name, full.shape, seed), steps=1000, lr=LR)
+    psnr = float(evaluate(Reconstruction(out.x[out.best_row()], y, []), GroundTruth(x, y))["psnr"])
     return {"variant": name, "seed": seed, "psnr": psnr}
 
 

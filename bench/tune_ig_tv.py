@@ -58,7 +58,7 @@ def stage1(runs: list[dict]) -> list[dict]:
 
 
 @functools.cache
-def _mnist() -> tuple:
+def validation_and_mnist() -> tuple:
     """``(validation split, whole MNIST)``, loaded once per worker process."""
     from gradleak import load_dataset
     from gradleak.data import load_split
@@ -74,7 +74,7 @@ def one_run(job: tuple[int, float, float, int, int]) -> dict:
 
     torch.set_num_threads(1)
     b, tv, lr, seed, steps = job
-    split, full = _mnist()
+    split, full = validation_and_mnist()
     idx = split.indices[sample_indices(split, b, seed=seed)]
     psnr = ig_psnr(full, idx, seed, {"steps": steps, "tv": tv, "lr": lr})
     return {"batch_size": b, "tv": tv, "lr": lr, "seed": seed, "steps": steps, "split": "validation",

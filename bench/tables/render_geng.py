@@ -57,10 +57,11 @@ def render_geng(db: Path, swap: dict[str, dict[str, Any]], elapsed: float) -> Pa
               "Before issue 14 (docs/notes/issue-5.md, not in the README; batches from the whole pool, mean of 3): "
               "28.0 dB with the restored labels, 9.6 dB with one swapped.", ""]
     fusion = [r for r in rows if r["preset"] == "fusion"]
-    body = []
+    body, fused = [], {}
     for mode, label in (("same", "one label for all four images"), ("distinct", "four distinct labels")):
         runs = sorted((r for r in fusion if r["config"]["label_mode"] == mode), key=lambda r: r["seed"])
-        body.append([label, f"**{f1(median(r['psnr'] for r in runs))}**",
+        fused[mode] = median(r["psnr"] for r in runs)
+        body.append([label, f"**{f1(fused[mode])}**",
                      f"{sum(1 for r in runs if r['label_accuracy'] == 1.0)}/{len(runs)}",
                      ", ".join(f1(r["psnr"]) for r in runs)])
     lines += ["## Claim: images that share a label come out fused (b = 4)", "",
@@ -70,8 +71,8 @@ def render_geng(db: Path, swap: dict[str, dict[str, Any]], elapsed: float) -> Pa
     lines += against_previous([
         ("geng's restored labels", PREVIOUS_GENG["restored"], median(v["psnr"] for v in restored)),
         ("the same labels, first one swapped", PREVIOUS_GENG["swapped"], median(v["psnr"] for v in swapped)),
-        *[(label, PREVIOUS_GENG[mode], median(r["psnr"] for r in fusion if r["config"]["label_mode"] == mode))
-          for mode, label in (("same", "fusion: one label for all four"), ("distinct", "fusion: four distinct"))]])
+        ("fusion: one label for all four", PREVIOUS_GENG["same"], fused["same"]),
+        ("fusion: four distinct", PREVIOUS_GENG["distinct"], fused["distinct"])])
     return write("geng", lines)
 
 
@@ -86,11 +87,11 @@ def render_spear(db: Path, elapsed: float) -> Path:
                "**code**: re-run in full after issue 15 with issue 19's SPEAR (a store resumed from older runs "
                "keeps their code); the previous run, with SPEAR before issue 19 (b = 4-20 at commit 51e7aa1, "
                "b = 25 at 9b866bc), is at the end"])
-    body, worse = [], []
+    body, worse, medians = [], [], {}
     for b in sorted({r["batch_size"] for r in rows}):
         runs = [r for r in rows if r["batch_size"] == b]
         exact = sum(1 for r in runs if r["exact_fraction"] == 1.0)
-        psnr = median(r["psnr"] for r in runs)
+        psnr = medians[b] = median(r["psnr"] for r in runs)
         body.append([str(b), str(len(runs)), f"{exact} ({100 * exact // max(len(runs), 1)} %)", f1(psnr),
                      f"{median(r['seconds'] for r in runs):.2f}", f"{max(r['seconds'] for r in runs):.2f}",
                      f"{SPEAR_BEFORE[b]:.1f}" if b in SPEAR_BEFORE else ""])
@@ -103,8 +104,8 @@ def render_spear(db: Path, elapsed: float) -> Path:
                   + "; ".join(worse) + ". PSNR of an exact float64 reconstruction depends on the images.", ""]
     lines += ["Cut against the earlier README table: 5 batches per batch size here, 20 there (10 at b = 25); "
               "the full version is the same grid with `seed = [0, ..., 19]` in `bench/tables/spear_exact.toml`.", ""]
-    lines += against_previous([(f"b={b}", PREVIOUS_SPEAR[b][0], median(r["psnr"] for r in rows if r["batch_size"] == b))
-                               for b in sorted({r["batch_size"] for r in rows}) if b in PREVIOUS_SPEAR])
+    lines += against_previous([(f"b={b}", PREVIOUS_SPEAR[b][0], psnr) for b, psnr in medians.items()
+                               if b in PREVIOUS_SPEAR])
     exact_before = ", ".join(f"b={b}: {PREVIOUS_SPEAR[b][1]}" for b in sorted(PREVIOUS_SPEAR))
     lines += [f"Exact batches of 5 in the previous run: {exact_before}. Every batch here is exact or not by the "
               "same test; between exact runs the PSNR (over 150 dB) measures float64 round-off, not quality.", ""]

@@ -48,10 +48,11 @@ def render(db: Path, elapsed: float) -> Path:
                "example, DLG optimises soft labels), adaptive attacker with the papers' faithful copies "
                "of the defense (prune: re-prune the trial gradient at 90 %); recorded assumptions: "
                + ", ".join(sorted({a for r in rows for a in (r["detail"].get("assumptions") or [])}))])
+    psnr = {(key, d): median(r["psnr"] for r in cell.get((key, d), [])) for key, _ in METHODS for d, _ in DEFENSES}
     header = ["attack"] + [label for _, label in DEFENSES]
     body = []
     for key, label in METHODS:
-        body.append([label] + [f"{f1(median(r['psnr'] for r in cell.get((key, d), [])))} "
+        body.append([label] + [f"{f1(psnr[(key, d)])} "
                                f"({median(r['ssim'] for r in cell.get((key, d), [])):.2f})" for d, _ in DEFENSES])
     lines += ["## Median PSNR in dB (median SSIM) over the 10 images", "", *table(header, body)]
     budget_body = []
@@ -74,7 +75,7 @@ def render(db: Path, elapsed: float) -> Path:
             continue
         source, old = BEFORE[key]
         for (d, dlabel), before in zip(DEFENSES, old, strict=True):
-            now = median(r["psnr"] for r in cell.get((key, d), []))
+            now = psnr[(key, d)]
             change = now - before
             cmp_body.append([label, dlabel, f"{before:.1f}", f1(now), f"{change:+.1f}", source])
             if change < -0.05:
@@ -89,8 +90,7 @@ def render(db: Path, elapsed: float) -> Path:
                   "stronger attacker that is still available as `adaptive = \"observed-mask\"` and not "
                   "measured here. The GGL paper's own CMA-ES budget (`--preset paper`: 40 000 evaluations) "
                   "is 100 times this table's and was not run.", ""]
-    lines += against_previous([(f"{label}, {dlabel}", PREVIOUS[key][i],
-                                median(r["psnr"] for r in cell.get((key, d), [])))
+    lines += against_previous([(f"{label}, {dlabel}", PREVIOUS[key][i], psnr[(key, d)])
                                for key, label in METHODS for i, (d, dlabel) in enumerate(DEFENSES)])
     lines += ["## Per image (PSNR dB, seeds 0–9) and the attacked digits", ""]
     per_body = []

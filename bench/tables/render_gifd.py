@@ -101,6 +101,7 @@ def render(tune_db: Path, db: Path, elapsed: float) -> Path:
     else:
         lines += [f"The winner, {winner}, is the attack's default (`RADII`), used in the rows marked "
                   "'chosen on validation' below.", ""]
+    psnr = {key: median(r["psnr"] for r in rows if r["preset"] == key) for key, _ in IN_ROWS + OOD_ROWS}
     for title, spec, before in (("In distribution: `mnist-dcgan` on attack digits 0–9", IN_ROWS, BEFORE_IN),
                                 ("Out of distribution: `mnist04-dcgan` (digits 0–4) on attack digits 5–9",
                                  OOD_ROWS, BEFORE_OOD)):
@@ -109,22 +110,22 @@ def render(tune_db: Path, db: Path, elapsed: float) -> Path:
             runs = sorted((r for r in rows if r["preset"] == key), key=lambda r: r["seed"])
             old = before.get(key)
             body.append([label, f"{median(info(r, 'evaluations') for r in runs):.0f}",
-                         f"{median(r['seconds'] for r in runs):.1f}", f"**{f1(median(r['psnr'] for r in runs))}**",
+                         f"{median(r['seconds'] for r in runs):.1f}", f"**{f1(psnr[key])}**",
                          f"{old[0]:.1f} ({old[1]})" if old else "", ", ".join(f1(r["psnr"]) for r in runs)])
         lines += [f"## {title}", "", *table(["method", "evaluations (median)", "seconds (median)",
                                             "median PSNR (dB)", "before issue 14", "PSNR per seed 0–9"], body)]
-    lines += _worse(rows)
+    lines += _worse(psnr)
     lines += against_previous([(label + (", out of distribution" if key.startswith("ood") else ""), PREVIOUS.get(key),
-                                median(r["psnr"] for r in rows if r["preset"] == key))
-                               for key, label in IN_ROWS + OOD_ROWS])
+                                psnr[key]) for key, label in IN_ROWS + OOD_ROWS])
     return write("gifd", lines)
 
 
-def _worse(rows: list[dict]) -> list[str]:
+def _worse(psnr: dict[str, float]) -> list[str]:
+    """The sentence naming each row below its number before issue 14 (``psnr``: median per preset)."""
     worse = []
     for before in (BEFORE_IN, BEFORE_OOD):
         for key, (old, what) in before.items():
-            now = median(r["psnr"] for r in rows if r["preset"] == key)
+            now = psnr[key]
             if now < old - 0.05:
                 label = dict(IN_ROWS + OOD_ROWS)[key] + (" (out of distribution)" if key.startswith("ood") else "")
                 worse.append(f"{label}: {f1(now)} dB now vs {old:.1f} dB before ({what})")

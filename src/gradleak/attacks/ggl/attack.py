@@ -248,8 +248,7 @@ class GGL(Attack):
                 runs = [self._search(loss, b, d, self.seed + 1000 * k, steps, population, progress, device)
                         for k in range(r)]
                 best = min(range(len(runs)), key=lambda k: runs[k][1])
-                extra = 1 if self.optimizer == "cma" else 0  # cma scores its final mean once more
-                picks.append((*runs[best], best, (steps * per_step + extra) * r))
+                picks.append((*runs[best], best, (steps * per_step + self._final_scores()) * r))
         recs = []
         for (labels, how), (z_best, final, history, best, evals) in zip(resolved, picks):
             with torch.no_grad():
@@ -264,8 +263,7 @@ class GGL(Attack):
         """Generations (cma), evaluations (bo) or steps per restart (adam) for the budget."""
         if self.evaluations is None:
             return self.steps
-        per_step = population if self.optimizer == "cma" else 1
-        extra = 0 if self.optimizer == "bo" else 1  # cma's final mean, adam's final iterate: scored once more
+        per_step, extra = (population if self.optimizer == "cma" else 1), self._final_scores()
         steps = (self.evaluations // self.restarts - extra) // per_step  # the budget is a cap
         if steps < 1:
             least = (per_step + extra) * self.restarts
@@ -274,6 +272,10 @@ class GGL(Attack):
                               f"{f' (population {population} + the final mean)' if extra and per_step > 1 else ''}"
                               f"; give evaluations >= {least} or fewer restarts")
         return steps
+
+    def _final_scores(self) -> int:
+        """Evaluations a restart spends after its steps: cma scores its final mean, adam its final iterate."""
+        return 0 if self.optimizer == "bo" else 1
 
     def _search(self, loss: Callable[[torch.Tensor], torch.Tensor], b: int, d: int, seed: int, steps: int,
                 population: int, progress: Progress | None,
