@@ -16,6 +16,10 @@ is made on the reported images:
   one continues for the rest of the 1000 (successive halving);
 * ``mid``, ``randn``, ``dark``: one start at 0.5 + 0.05·N(0, 1), at 0.5 + 0.5·N(0, 1) (clamped),
   or near black (0.02·U(0, 1)), instead of U(0, 1);
+* ``unsigned``, ``lr 0.1``, ``no decay``: Adam on the raw gradient instead of its sign, the learning
+  rate of before issue 15, or no step decay (one start, IG's loss);
+* ``layer-wise cosine``: the mean of one cosine distance per parameter tensor instead of one cosine
+  over all of them (every layer weighs the same, however small its gradient);
 * ``2000 steps``: twice the budget, to see whether the runs are short of steps at all.
 
 Scenario as ``bench_ig_quality.py``: the untrained ``convnet`` (seed = the run's seed), embedded
@@ -40,7 +44,9 @@ from tune_ig_tv import validation_and_mnist  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "ig_b4_validation.md"
 BASE = "IG's defaults (1 start, 1000 steps)"
-VARIANTS = (BASE, "R2x500", "R4x250", "SH4_50", "SH2_100", "mid", "randn", "dark", "2000 steps")
+OWN_LOOP = ("SH", "mid", "randn", "dark", "unsigned", "lr 0.1", "no decay", "layer-wise cosine")
+VARIANTS = (BASE, "R2x500", "R4x250", "SH4_50", "SH2_100", "mid", "randn", "dark", "unsigned", "lr 0.1",
+            "no decay", "layer-wise cosine", "2000 steps")
 BATCH = 4
 
 
@@ -66,7 +72,7 @@ def one_run(job: tuple[str, int]) -> dict:
     name, seed = job
     split, full = validation_and_mnist()
     idx = split.indices[sample_indices(split, BATCH, seed=seed)]
-    if not name.startswith(("SH", "mid", "randn", "dark")):
+    if not name.startswith(OWN_LOOP):
         restarts, steps = (int(v) for v in name[1:].split("x")) if name.startswith("R") else (1, 1000)
         options = {"restarts": restarts, "steps": 2000 if name == "2000 steps" else steps}
         return {"variant": name, "seed": seed, "psnr": ig_psnr(full, idx, seed, options)}
@@ -81,10 +87,13 @@ def one_run(job: tuple[str, int]) -> dict:
     from gradleak.inversion.priors import total_variation
 
     x, y, model, update = scenario(full, idx, seed)
-    dist, trial = GradientDistance([observed_gradient(model, update)], "cosine"), TrialGradients(model)
+    target = observed_gradient(model, update)
+    dist, trial = GradientDistance([target], "cosine"), TrialGradients(model)
     tv = auto_tv(BATCH)
 
     def loss(z: torch.Tensor) -> torch.Tensor:
+        if name == "layer-wise cosine":
+            return layerwise_cosine(trial(z, y.expand(z.shape[0], -1)), target) + tv * total_variation(z)
         return dist(trial(z, y.expand(z.shape[0], -1), factored=True)) + tv * total_variation(z)
 
     if name.startswith("SH"):
@@ -93,19 +102,39 @@ def one_run(job: tuple[str, int]) -> dict:
         out = optimise_inputs(loss, x0, steps=first, lr=LR, decay=False)
         row = out.best_row()
         out = optimise_inputs(loss, out.last[row:row + 1], steps=1000 - rows * first, lr=LR)
-    else:
+    elif name in ("mid", "randn", "dark"):
         out = optimise_inputs(loss, start(name, full.shape, seed), steps=1000, lr=LR)
+    else:  # IG's own start with another optimiser setting or loss
+        x0 = torch.rand((1, BATCH, *full.shape), generator=attack_generator(seed))
+        out = optimise_inputs(loss, x0, steps=1000, lr=0.1 if name == "lr 0.1" else LR,
+                              signed=name != "unsigned", decay=name != "no decay")
     psnr = float(evaluate(Reconstruction(out.x[out.best_row()], y, []), GroundTruth(x, y))["psnr"])
     return {"variant": name, "seed": seed, "psnr": psnr}
 
 
-def summary(runs: list[dict], seeds: list[int]) -> list[list[str]]:
-    """One row per variant: median, mean, and seeds won / mean paired difference against :data:`BASE`.
+def layerwise_cosine(trial: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over parameter tensors of each tensor's cosine distance, per row ``(R,)``.
 
     Example:
-        >>> runs = [{"variant": BASE, "seed": 0, "psnr": 20.0}, {"variant": "mid", "seed": 0, "psnr": 21.0}]
-        >>> summary(runs, [0])[1]
-        ['mid', '21.00', '21.00', '1/1', '+1.00']
+        >>> t = [torch.ones(2), torch.tensor([1.0, 0.0])]
+        >>> round(float(layerwise_cosine([torch.ones(1, 2), torch.tensor([[0.0, 1.0]])], t)[0]), 4)
+        0.5
+    """
+    r = trial[0].shape[0]
+    parts = [1 - (g.reshape(r, -1) @ t.reshape(-1)) / (g.reshape(r, -1).norm(dim=1) * t.norm() + 1e-12)
+             for g, t in zip(trial, target)]
+    return sum(parts) / len(parts)  # type: ignore[return-value]
+
+
+def summary(runs: list[dict], seeds: list[int]) -> list[list[str]]:
+    """One row per variant: median, mean, and seeds won / mean paired difference against :data:`BASE`
+    with its standard error (``stdev / sqrt(n)``; blank for one seed).
+
+    Example:
+        >>> runs = [{"variant": BASE, "seed": s, "psnr": 20.0} for s in (0, 1)]
+        >>> runs += [{"variant": "mid", "seed": 0, "psnr": 21.0}, {"variant": "mid", "seed": 1, "psnr": 23.0}]
+        >>> summary(runs, [0, 1])[1]
+        ['mid', '22.00', '22.00', '2/2', '+2.00', '1.00']
     """
     psnr = {(r["variant"], r["seed"]): r["psnr"] for r in runs}
     rows = []
@@ -116,7 +145,8 @@ def summary(runs: list[dict], seeds: list[int]) -> list[list[str]]:
         diff = [psnr[(v, s)] - psnr[(BASE, s)] for s in seeds]
         rows.append([v, f"{statistics.median(mine):.2f}", f"{statistics.mean(mine):.2f}",
                      "" if v == BASE else f"{sum(d > 0 for d in diff)}/{len(seeds)}",
-                     "" if v == BASE else f"{statistics.mean(diff):+.2f}"])
+                     "" if v == BASE else f"{statistics.mean(diff):+.2f}",
+                     "" if v == BASE or len(diff) < 2 else f"{statistics.stdev(diff) / len(diff) ** 0.5:.2f}"])
     return rows
 
 
@@ -128,31 +158,41 @@ def markdown(runs: list[dict], seeds: list[int]) -> str:
         f"only: seeds {seeds[0]}-{seeds[-1]} (batch and convnet initialisation), b=4, labels known, lr 0.05, "
         "tv 0.05 (IG's defaults for b=4). Every variant but the last spends IG's budget: 1000 trial-gradient "
         "evaluations per image, plus the final score of each start.", "",
-        "| variant | median PSNR (dB) | mean PSNR (dB) | seeds ahead of the defaults | mean paired difference (dB) |",
-        "|---|---|---|---|---|",
+        "| variant | median PSNR (dB) | mean PSNR (dB) | seeds ahead of the defaults | mean paired difference (dB) "
+        "| its standard error (dB) |",
+        "|---|---|---|---|---|---|",
         *["| " + " | ".join(r) + " |" for r in summary(runs, seeds)], "",
         "R*n*x*s*: *n* starts of *s* steps, the lowest loss kept. SH*n*_*s*: *n* starts for *s* steps, then the "
         "lowest-loss one continues (1000 evaluations in all). mid / randn / dark: one start at 0.5 + 0.05·N(0, 1), "
-        "0.5 + 0.5·N(0, 1) (clamped) or 0.02·U(0, 1) instead of U(0, 1). 2000 steps: twice the budget.", "",
+        "0.5 + 0.5·N(0, 1) (clamped) or 0.02·U(0, 1) instead of U(0, 1). unsigned: Adam on the raw gradient, not its "
+        "sign. lr 0.1: the learning rate before issue 15 (tv still 0.05). no decay: no step decay of the learning "
+        "rate. layer-wise cosine: the mean of one cosine distance per parameter tensor. 2000 steps: twice the "
+        "budget.", "",
         verdict(summary(runs, seeds), [r["psnr"] for r in runs if r["variant"] == BASE]), "",
     ]
     return "\n".join(lines)
 
 
 def verdict(rows: list[list[str]], base: list[float]) -> str:
-    """Which variants within the budget are ahead of the defaults in the mean paired difference.
+    """Which variants within the budget are ahead of the defaults in the mean paired difference, and
+    whether any is ahead by more than twice its standard error.
 
     Example:
-        >>> verdict([[BASE, "1", "1", "", ""], ["mid", "1", "1", "3/5", "+0.20"], ["2000 steps", "", "", "", "+1"]],
-        ...         [20.0, 30.0])
-        'Within the budget, ahead of the defaults in mean: mid (+0.20 dB, 3/5 seeds).'
+        >>> print(verdict([[BASE, "1", "1", "", "", ""], ["mid", "1", "1", "3/5", "+0.20", "0.50"],
+        ...                ["2000 steps", "", "", "", "+1", "0.1"]], [20.0, 30.0]))
+        ... # doctest: +ELLIPSIS
+        Within the budget, ahead of the defaults in mean: mid (+0.20 ± 0.50 dB, 3/5 seeds); none by more ...
     """
-    ahead = [f"{r[0]} ({r[4]} dB, {r[3]} seeds)" for r in rows[1:] if r[0] != "2000 steps" and float(r[4]) > 0]
-    if ahead:
-        return "Within the budget, ahead of the defaults in mean: " + "; ".join(ahead) + "."
-    return ("Within the budget, no variant is ahead of the defaults in mean paired PSNR. The defaults' PSNRs "
-            f"spread from {min(base):.1f} to {max(base):.1f} dB over these seeds, and each change moves single "
-            "seeds both ways.")
+    ahead = [r for r in rows[1:] if r[0] != "2000 steps" and float(r[4]) > 0]
+    spread = (f" The defaults' PSNRs spread from {min(base):.1f} to {max(base):.1f} dB over these seeds, and "
+              "each change moves single seeds both ways.")
+    if not ahead:
+        return "Within the budget, no variant is ahead of the defaults in mean paired PSNR." + spread
+    clear = [r[0] for r in ahead if r[5] and float(r[4]) > 2 * float(r[5])]
+    return ("Within the budget, ahead of the defaults in mean: "
+            + "; ".join(f"{r[0]} ({r[4]}{' ± ' + r[5] if r[5] else ''} dB, {r[3]} seeds)" for r in ahead) + "; "
+            + (f"by more than twice its standard error: {', '.join(clear)}." if clear
+               else "none by more than twice its standard error.") + spread)
 
 
 def main() -> None:
