@@ -44,42 +44,45 @@ from tune_ig_tv import validation_and_mnist  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "ig_b4_validation.md"
 BASE = "IG's defaults (1 start, 1000 steps)"
-OWN_LOOP = ("SH", "mid", "randn", "dark", "unsigned", "lr 0.1", "no decay", "layer-wise cosine")
 VARIANTS = (BASE, "R2x500", "R4x250", "SH4_50", "SH2_100", "mid", "randn", "dark", "unsigned", "lr 0.1",
             "no decay", "layer-wise cosine", "2000 steps")
+IG_ITSELF = (BASE, "R2x500", "R4x250", "2000 steps")
+"""The variants that are ``ig`` itself with other ``restarts`` / ``steps``; the others run IG's loop."""
 BATCH = 4
 
 
-def start(name: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """One start ``(1, b, *shape)`` of a start variant (IG's own, for the SH variants: uniform in [0, 1])."""
+def start(name: str, rows: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """The starts ``(rows, b, *shape)`` of a variant: ``mid``, ``randn`` and ``dark`` their own, every
+    other one IG's (uniform in [0, 1], from the attack's generator)."""
     from gradleak.core.seeding import attack_generator
 
-    g, size = attack_generator(seed), (1, BATCH, *shape)
+    g, size = attack_generator(seed), (rows, BATCH, *shape)
     if name == "mid":
         return (0.5 + 0.05 * torch.randn(size, generator=g)).clamp(0, 1)
     if name == "randn":
         return (0.5 + 0.5 * torch.randn(size, generator=g)).clamp(0, 1)
-    return 0.02 * torch.rand(size, generator=g)  # dark
+    if name == "dark":
+        return 0.02 * torch.rand(size, generator=g)
+    return torch.rand(size, generator=g)
 
 
 def one_run(job: tuple[str, int]) -> dict:
-    """PSNR of one variant on one validation batch: ``job = (variant, seed)``. The defaults, R*n*x*s*
-    and 2000 steps are ``ig`` itself (``restarts``, ``steps``); the others run IG's loop on their own
-    starts (``invert_many``'s loss and ``optimise_inputs``)."""
+    """PSNR of one variant on one validation batch: ``job = (variant, seed)``. :data:`IG_ITSELF` run
+    ``ig`` (``restarts``, ``steps``); the others run IG's loop (``invert_many``'s loss and
+    ``optimise_inputs``) with their own start, optimiser setting or gradient distance."""
     from gradleak.data import sample_indices
 
     torch.set_num_threads(1)
     name, seed = job
     split, full = validation_and_mnist()
     idx = split.indices[sample_indices(split, BATCH, seed=seed)]
-    if not name.startswith(OWN_LOOP):
+    if name in IG_ITSELF:
         restarts, steps = (int(v) for v in name[1:].split("x")) if name.startswith("R") else (1, 1000)
         options = {"restarts": restarts, "steps": 2000 if name == "2000 steps" else steps}
         return {"variant": name, "seed": seed, "psnr": ig_psnr(full, idx, seed, options)}
 
     from gradleak import evaluate
     from gradleak.attacks.ig import LR, auto_tv
-    from gradleak.core.seeding import attack_generator
     from gradleak.core.types import GroundTruth, Reconstruction
     from gradleak.inversion.gradients import TrialGradients, observed_gradient
     from gradleak.inversion.losses import GradientDistance
@@ -88,42 +91,38 @@ def one_run(job: tuple[str, int]) -> dict:
 
     x, y, model, update = scenario(full, idx, seed)
     target = observed_gradient(model, update)
-    dist, trial = GradientDistance([target], "cosine"), TrialGradients(model)
-    tv = auto_tv(BATCH)
+    dist, trial, tv = GradientDistance([target], "cosine"), TrialGradients(model), auto_tv(BATCH)
+    layerwise = name == "layer-wise cosine"
 
     def loss(z: torch.Tensor) -> torch.Tensor:
-        if name == "layer-wise cosine":
-            return layerwise_cosine(trial(z, y.expand(z.shape[0], -1)), target) + tv * total_variation(z)
-        return dist(trial(z, y.expand(z.shape[0], -1), factored=True)) + tv * total_variation(z)
+        labels = y.expand(z.shape[0], -1)
+        match = layerwise_cosine(trial(z, labels), target) if layerwise else dist(trial(z, labels, factored=True))
+        return match + tv * total_variation(z)
 
     if name.startswith("SH"):
         rows, first = (int(v) for v in name[2:].split("_"))
-        x0 = torch.rand((rows, BATCH, *full.shape), generator=attack_generator(seed))
-        out = optimise_inputs(loss, x0, steps=first, lr=LR, decay=False)
+        out = optimise_inputs(loss, start(name, rows, full.shape, seed), steps=first, lr=LR, decay=False)
         row = out.best_row()
         out = optimise_inputs(loss, out.last[row:row + 1], steps=1000 - rows * first, lr=LR)
-    elif name in ("mid", "randn", "dark"):
-        out = optimise_inputs(loss, start(name, full.shape, seed), steps=1000, lr=LR)
-    else:  # IG's own start with another optimiser setting or loss
-        x0 = torch.rand((1, BATCH, *full.shape), generator=attack_generator(seed))
-        out = optimise_inputs(loss, x0, steps=1000, lr=0.1 if name == "lr 0.1" else LR,
+    else:
+        out = optimise_inputs(loss, start(name, 1, full.shape, seed), steps=1000, lr=0.1 if name == "lr 0.1" else LR,
                               signed=name != "unsigned", decay=name != "no decay")
     psnr = float(evaluate(Reconstruction(out.x[out.best_row()], y, []), GroundTruth(x, y))["psnr"])
     return {"variant": name, "seed": seed, "psnr": psnr}
 
 
 def layerwise_cosine(trial: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tensor:
-    """Mean over parameter tensors of each tensor's cosine distance, per row ``(R,)``.
+    """Mean over parameter tensors of each tensor's own cosine distance
+    (:func:`~gradleak.inversion.losses.cosine_distance` of that tensor alone), per row ``(R,)``.
 
     Example:
         >>> t = [torch.ones(2), torch.tensor([1.0, 0.0])]
         >>> round(float(layerwise_cosine([torch.ones(1, 2), torch.tensor([[0.0, 1.0]])], t)[0]), 4)
         0.5
     """
-    r = trial[0].shape[0]
-    parts = [1 - (g.reshape(r, -1) @ t.reshape(-1)) / (g.reshape(r, -1).norm(dim=1) * t.norm() + 1e-12)
-             for g, t in zip(trial, target)]
-    return sum(parts) / len(parts)  # type: ignore[return-value]
+    from gradleak.inversion.losses import cosine_distance
+
+    return sum(cosine_distance([g], [t]) for g, t in zip(trial, target)) / len(trial)  # type: ignore[return-value]
 
 
 def summary(runs: list[dict], seeds: list[int]) -> list[list[str]]:

@@ -81,9 +81,8 @@ class GradientDistance:
         self.parts = [torch.stack([t.detach().reshape(-1) for t in layer]) for layer in zip(*targets)]
         flat = torch.cat(self.parts, 1)                                        # (N, P)
         self.sq_norm = torch.linalg.vecdot(flat, flat)                         # (N,)
-        # per set of factored tensors (indices): the other tensors' targets, concatenated, and their size
-        self.layouts: dict[tuple[int, ...], tuple[list[torch.Tensor], torch.Tensor, int]] = {
-            (): (self.parts, flat, flat.shape[1])}
+        # per set of factored tensors (indices): the other tensors' targets, apart and concatenated
+        self.layouts: dict[tuple[int, ...], tuple[list[torch.Tensor], torch.Tensor]] = {(): (self.parts, flat)}
         self.scale = 1.0 / len(targets[0]) if mean_over_tensors else 1.0
 
     def __call__(self, trial: Sequence[torch.Tensor | Factored]) -> torch.Tensor:
@@ -109,9 +108,9 @@ class GradientDistance:
             return [], []
         if fact not in self.layouts:  # once per set, not every step
             parts = [p for i, p in enumerate(self.parts) if i not in fact]
-            self.layouts[fact] = (parts, torch.cat(parts, 1), sum(p.shape[1] for p in parts))
-        parts, flat, size = self.layouts[fact]
-        if k * size <= SMALL:  # one concatenated tensor: fewer ops for a small graph
+            self.layouts[fact] = (parts, torch.cat(parts, 1))
+        parts, flat = self.layouts[fact]
+        if k * flat.shape[1] <= SMALL:  # one concatenated tensor: fewer ops for a small graph
             return [torch.cat([t.reshape(k, -1) for t in dense], 1).view(n, k // n, -1)], [flat]
         return [t.reshape(n, k // n, -1) for t in dense], parts  # (N, R, P_l) each
 

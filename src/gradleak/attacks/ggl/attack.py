@@ -269,7 +269,7 @@ class GGL(Attack):
             least = (per_step + extra) * self.restarts
             raise ConfigError(f"ggl: evaluations={self.evaluations} is too small for optimizer={self.optimizer} "
                               f"with {self.restarts} restart(s): one step per restart needs {least} evaluations"
-                              f"{f' (population {population} + the final mean)' if extra and per_step > 1 else ''}"
+                              f"{f' (population {population} + the final mean)' if self.optimizer == 'cma' else ''}"
                               f"; give evaluations >= {least} or fewer restarts")
         return steps
 
