@@ -332,6 +332,9 @@ def main() -> None:
         "hostile_inputs.md"  # resolved now: the cases run in a temporary folder
     compare = str(Path(args.compare).resolve()) if args.compare else None  # before the cases change folder
     torch.set_num_threads(1)
+    # Started as `cmd &` by a shell without job control (nohup, a script), this process and every CLI
+    # it starts would ignore SIGINT (POSIX), and the Ctrl-C cases would fail for the launch's sake.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rows: list[tuple[str, str, str | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -70,4 +70,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The public names and the subpackages already imported (not ``importlib``, ``Any``, ...)."""
+    loaded = {k for k, v in globals().items() if getattr(v, "__name__", "").startswith("gradleak.")}
+    return sorted(set(__all__) | loaded)

@@ -120,6 +120,8 @@ def test_run_many_refuses_one_update_in_place_of_a_list_but_takes_any_iterable(d
     attack = create_attack("ig", steps=2)
     with pytest.raises(ConfigError, match=r"list of ClientUpdate, got ClientUpdate; for one update call run"):
         attack.run_many(model, good, shape=DIGITS)
+    with pytest.raises(ConfigError, match=r"list of ClientUpdate, got dict"):  # not its keys, one by one
+        attack.run_many(model, {"client-1": good}, shape=DIGITS)
     assert len(attack.run_many(model, (u for u in [good, good]), shape=DIGITS)) == 2
 
 

@@ -32,6 +32,14 @@ def test_import_gradleak_imports_nothing_heavy_until_a_name_is_used():
     assert "torch" in heavy_after("import gradleak\ngradleak.build_model")
 
 
+def test_dir_lists_the_public_names_not_the_lazy_loaders_helpers():
+    out = python("import gradleak, json\nprint(json.dumps(dir(gradleak)))")
+    names = json.loads(out.stdout)
+    import gradleak
+
+    assert set(gradleak.__all__) <= set(names) and not {"Any", "TYPE_CHECKING", "importlib"} & set(names)
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "attacks", "--json"], ["attack", "--help"],
                                   ["sweep", "--help"], ["prior", "train", "--help"]])
 def test_help_and_list_import_neither_torch_nor_attacks(argv):

@@ -85,3 +85,17 @@ def test_short_runs_print_nothing():
     for step in range(1, 50):
         bars.attack(step, 50, 0.1)
     assert notes == []
+
+
+def test_plain_sweep_lines_are_never_wrapped_in_a_log():
+    from gradleak.cli.sweep import SweepBar
+
+    out = io.StringIO()
+    bar = SweepBar(None, None, Console(file=out, width=80, force_terminal=False))
+    bar.on_start({"total": 2, "skipped": 0, "to_run": 2})
+    config = {"attack": "ig", "batch_size": 1, "seed": 1, "defenses": ["noise:sigma=0.001", "clip:max_norm=1.0"]}
+    bar.on_result({"status": "done", "key": "fce5b7d1bc553b05", "config": config, "metrics": {"psnr": 24.53}})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and len(lines[1]) > 80  # longer than the console, still one line
+    assert lines[1].startswith("[1/2] done fce5b7d1bc553b05 ig b=1 seed=1 noise:sigma=0.001 + clip")
+    assert lines[1].endswith("psnr=24.53 (ETA 0 s)")

@@ -100,6 +100,7 @@ attack = "ig"
 dataset = "digits"
 batchsize = 3
 out = "runs/x"
+device = "cuda"
 [grid]
 seed = [0, "one"]
 model = ["mlp", "nosuchmodel"]
@@ -110,6 +111,7 @@ param.nosuchoption = [1]
     assert main(["sweep", str(grid), "--db", str(tmp_path / "r.sqlite")]) == 2
     err = capsys.readouterr().err
     for needle in ("'batchsize' is not an option", "did you mean batch_size", "'out' is a per-run CLI flag",
+                   "'device' is chosen for the whole sweep on its command line (gradleak sweep GRID --device",
                    "seed must be int, got 'one'", "unknown model 'nosuchmodel'",
                    "unknown defense 'nosuchdefense'", "no option(s) nosuchoption", "[extra]"):
         assert needle in err, needle

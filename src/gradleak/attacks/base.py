@@ -50,7 +50,7 @@ from __future__ import annotations
 import copy
 import numbers
 import time
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -164,10 +164,10 @@ class Attack:
         share of its group's wall time; ``info["batched"]`` is the group's size.
 
         Raises:
-            ConfigError: ``updates`` is a single update (or a string), not an iterable of updates.
+            ConfigError: ``updates`` is a single update, a string or a dict, not an iterable of updates.
             UpdateMismatchError, NotApplicableError: as ``run``, naming the update (by index) at fault.
         """
-        if isinstance(updates, (ClientUpdate, str, bytes)) or not isinstance(updates, Iterable):
+        if isinstance(updates, (ClientUpdate, str, bytes, Mapping)) or not isinstance(updates, Iterable):
             raise ConfigError(f"run_many takes a list of ClientUpdate, got {type(updates).__name__}; "
                               "for one update call run(model, update, shape=...)")
         updates = list(updates)

@@ -116,7 +116,7 @@ class SweepBar:
             self.task = self.progress.add_task("sweep", total=self.total, done=0, failed=0,
                                                remaining=self.total, deadline=None)
         else:
-            self.console.print(message)
+            self.console.print(message, soft_wrap=True)
 
     def on_begin(self, task: dict[str, Any]) -> None:
         if self.active is not None:
@@ -140,7 +140,7 @@ class SweepBar:
                                  deadline=None if left is None else time.perf_counter() + left)
         else:
             eta = "" if left is None or finished == self.total else f" (ETA {left:.0f} s)"
-            self.console.print(line + eta, highlight=False)
+            self.console.print(line + eta, highlight=False, soft_wrap=True)  # one line per run in a log
 
 
 @contextmanager

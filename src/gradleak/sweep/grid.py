@@ -74,6 +74,7 @@ ALIASES = {
 }
 NOT_FOR_SWEEPS = ("out", "overwrite", "save_tensors", "json", "no_progress", "update", "update_kind",
                   "num_examples")
+SWEEP_FLAGS = ("device", "workers", "backend", "address", "cpus_per_run", "db", "report", "no_batch")
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,10 @@ def _flatten(table: dict[str, Any], where: str, problems: list[str], *, lists: b
     for name, value in table.items():
         key = canonical_key(name)
         if key is None:
-            why = ("is a per-run CLI flag, not a sweep option" if name.replace("-", "_") in NOT_FOR_SWEEPS
+            flag = name.replace("-", "_")
+            why = ("is a per-run CLI flag, not a sweep option" if flag in NOT_FOR_SWEEPS
+                   else f"is chosen for the whole sweep on its command line (gradleak sweep GRID "
+                        f"--{flag.replace('_', '-')} ...), not in the grid" if flag in SWEEP_FLAGS
                    else "is ambiguous in a grid: [presets.NAME] tables name experiments; an attack's "
                         "hyper-parameter preset is the option attack_preset" if name == "preset"
                    else "is not an option; " + _suggest(name))
