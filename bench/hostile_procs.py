@@ -9,11 +9,15 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cli"))
+from procs import cpu_seconds, session_alive  # noqa: E402 - shared with the signal tests
+
+__all__ = ["ray_running", "session_alive", "snapshot", "wait_busy"]
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -32,24 +36,8 @@ def ray_running() -> bool:
     return bool(find_gcs_addresses())
 
 
-def session_alive(pgid: int) -> list[int]:
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                alive.append(int(stat.parent.name))
-    return alive
-
-
 def wait_busy(pid: int, seconds: float) -> None:
     """Wait until process ``pid`` has used ``seconds`` of CPU time (its imports are done, it computes)."""
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return
-        if (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") >= seconds:
-            return
+    while time.monotonic() < deadline and cpu_seconds(pid) < seconds:  # inf once it is gone
         time.sleep(0.2)
