@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradleak.attacks.ig import LR, TV_BY_BATCH, auto_tv
+from gradleak.attacks.ig import LR, TV_BY_BATCH, TV_LATE_BY_BATCH, auto_tv, auto_tv_late
 from gradleak.core.errors import ConfigError
 from gradleak.core.registry import ATTACKS, create_attack
 from gradleak.core.schema import check_options
@@ -78,3 +78,23 @@ def test_tv_takes_auto_or_a_weight_and_refuses_other_text():
         cls(tv="strong")  # the class called directly, without the registry's option check
     with pytest.raises(ConfigError, match="tv must be between 0 and"):
         create_attack("ig", tv=-1.0)
+
+
+def test_at_b4_auto_lowers_tv_at_five_eighths_and_a_number_keeps_it_constant(digits):
+    truth = sample_batch(digits, 4, seed=4)
+    model = build_model("convnet", shape=digits.shape, num_classes=10, seed=4)
+    update = fedsgd_update(model, truth.inputs, truth.labels, labels_leak=True)
+
+    def run(**options):
+        return create_attack("ig", steps=16, labels="known", **options).run(model, update, shape=digits.shape)
+
+    auto, constant = run(), run(tv_late=TV_BY_BATCH[4])
+    assert (auto.info["tv"], auto.info["tv_late"]) == (TV_BY_BATCH[4], TV_LATE_BY_BATCH[4]) == (0.05, auto_tv_late(4))
+    assert constant.info["tv_late"] == TV_BY_BATCH[4] != auto.info["tv_late"]
+    assert torch.equal(constant.inputs, run(tv=TV_BY_BATCH[4]).inputs)  # a number for tv: constant, as before
+    # steps 0-9 (step < 5/8 of 15) are the constant run's, step for step; from step 10 the weight is lower
+    assert auto.loss_history[:10] == constant.loss_history[:10]
+    assert all(a < c for a, c in zip(auto.loss_history[10:], constant.loss_history[10:], strict=True))
+    assert torch.equal(run(tv_late=0.01).inputs, auto.inputs)
+    with pytest.raises(ConfigError, match="tv_late must be between 0 and"):
+        create_attack("ig", tv_late=-1.0)

@@ -8,6 +8,8 @@ Needs: the labels (known, or restored — iDLG for one sample), the batch size (
 Objective: ``1 − cos(∇θ L(x, y), g*) + α_TV · TV(x)``, minimised with Adam on the *sign*
 of the gradient, step decay ×0.1 at 3/8, 5/8, 7/8, pixels boxed to ``[0, 1]``; ``restarts``
 independent starts run as one batched tensor; the lowest-loss iterate of the best restart is kept.
+Departure from the paper: by default at b=4..7, α_TV falls from 0.05 to 0.01 at 5/8 of the run
+(``tv_late``; chosen and confirmed on validation digits); the paper's α_TV is constant.
 
 Example:
     >>> import torch
@@ -41,6 +43,17 @@ TV_BY_BATCH: dict[int, float] = {1: 1e-2, 2: 2e-2, 4: 5e-2, 8: 5e-2}
 ``bench/tune_ig_tv.py`` (docs/results/ig_tv_validation.md; a test checks both against its runs)."""
 
 
+TV_LATE_BY_BATCH: dict[int, float] = {4: 1e-2}
+"""``tv_late="auto"`` with ``tv="auto"``: the TV weight from 5/8 of the run on, per tuned batch size
+(absent: the same weight as before 5/8). b=4: b=1's weight, chosen on validation seeds 100-119 and
+confirmed on 120-159 (``bench/ig_b4_variants.py``, docs/results/ig_b4_validation.md); not tried at
+the other batch sizes."""
+
+
+def _tuned(batch_size: int) -> int:
+    return max((b for b in TV_BY_BATCH if b <= batch_size), default=min(TV_BY_BATCH))
+
+
 def auto_tv(batch_size: int) -> float:
     """The TV weight ``tv="auto"`` uses: that of the largest tuned batch size not above ``batch_size``.
 
@@ -51,7 +64,17 @@ def auto_tv(batch_size: int) -> float:
         >>> auto_tv(1) == TV_BY_BATCH[1], auto_tv(3) == TV_BY_BATCH[2], auto_tv(64) == TV_BY_BATCH[8]
         (True, True, True)
     """
-    return TV_BY_BATCH[max((b for b in TV_BY_BATCH if b <= batch_size), default=min(TV_BY_BATCH))]
+    return TV_BY_BATCH[_tuned(batch_size)]
+
+
+def auto_tv_late(batch_size: int) -> float:
+    """The TV weight ``tv="auto"`` uses from 5/8 of the run on (:data:`TV_LATE_BY_BATCH`, else :func:`auto_tv`).
+
+    Example:
+        >>> auto_tv(4), auto_tv_late(4), auto_tv_late(1), auto_tv_late(8)
+        (0.05, 0.01, 0.01, 0.05)
+    """
+    return TV_LATE_BY_BATCH.get(_tuned(batch_size), auto_tv(batch_size))
 
 
 class InvertingGradients(Attack):
@@ -64,6 +87,10 @@ class InvertingGradients(Attack):
         tv: weight of total variation, or ``auto`` (the default): the weight chosen for the update's
             batch size on validation digits (:data:`TV_BY_BATCH`, :func:`auto_tv`; the run's ``info["tv"]``
             says which). Until December 2026 the default was 1e-2 for every batch size.
+        tv_late: the TV weight from 5/8 of the run on (the lowest-loss iterate is chosen with it), or
+            ``auto`` (the default): with ``tv="auto"`` the weight of :data:`TV_LATE_BY_BATCH` (b=4..7:
+            0.01 after 0.05; other batch sizes keep ``tv``), with a number for ``tv`` that number. A
+            departure from the paper, whose TV weight is constant; ``tv_late`` = ``tv`` restores it.
         restarts: independent random starts, optimised together.
         distance: ``cosine`` (the paper) or ``l2``.
         signed: use the sign of the gradient (the paper's choice).
@@ -90,20 +117,24 @@ class InvertingGradients(Attack):
         "signed": "[PAPER] Adam on the signed gradient",
     }
     default_tuned_on = ("lr and tv (auto: per batch size) on the validation split, MNIST convnet, seeds "
-                        "100-109, bench/tune_ig_tv.py; 1000 steps were set by hand in issue 3")
+                        "100-109, bench/tune_ig_tv.py; tv_late at b=4 on validation seeds 100-119, confirmed on "
+                        "120-159, bench/ig_b4_variants.py; 1000 steps were set by hand in issue 3")
     needs_labels = True
     takes_labels = True
     supports_adaptive = True
     batches_clients = True
 
-    def __init__(self, *, steps: int = 1000, lr: float = LR, tv: float | Literal["auto"] = "auto", restarts: int = 1,
+    def __init__(self, *, steps: int = 1000, lr: float = LR, tv: float | Literal["auto"] = "auto",
+                 tv_late: float | Literal["auto"] = "auto", restarts: int = 1,
                  distance: str = "cosine", signed: bool = True, labels: str = "auto", seed: int = 0,
                  transform: TrialTransform | None = None, keep: str = "best") -> None:
-        if isinstance(tv, str) and tv != "auto":
-            raise ConfigError(f"ig: tv must be a number >= 0 or 'auto', got {tv!r} — e.g. tv=auto (the default)")
+        for key, value in (("tv", tv), ("tv_late", tv_late)):
+            if isinstance(value, str) and value != "auto":
+                raise ConfigError(f"ig: {key} must be a number >= 0 or 'auto', got {value!r} — e.g. {key}=auto "
+                                  "(the default)")
         check_optimisation_settings(self.name, steps=steps, restarts=restarts, lr=lr, distance=distance, keep=keep,
-                                    **({} if tv == "auto" else {"tv": tv}))
-        self.steps, self.lr, self.tv, self.restarts = steps, lr, tv, restarts
+                                    **{k: v for k, v in (("tv", tv), ("tv_late", tv_late)) if v != "auto"})
+        self.steps, self.lr, self.tv, self.tv_late, self.restarts = steps, lr, tv, tv_late, restarts
         self.distance, self.signed, self.labels, self.seed = distance, signed, labels, seed
         self.transform, self.keep = transform, keep
 
@@ -111,8 +142,11 @@ class InvertingGradients(Attack):
                          progress: Progress | None = None) -> list[Reconstruction]:
         targets = [observed_gradient(model, u) for u in updates]
         found = [resolve_labels(model, u, self.labels, shape=shape) for u in updates]
-        tv = auto_tv(len(found[0][0])) if self.tv == "auto" else self.tv
+        b = len(found[0][0])
+        tv = auto_tv(b) if self.tv == "auto" else self.tv
+        late = self.tv_late if self.tv_late != "auto" else auto_tv_late(b) if self.tv == "auto" else tv
         return invert_many(model, targets, [labels for labels, _ in found], shape=shape, steps=self.steps,
                            lr=self.lr, tv=tv, restarts=self.restarts, distance=self.distance,
                            signed=self.signed, seed=self.seed, transform=self.transform, progress=progress,
-                           infos=[{"labels_from": how, "tv": tv} for _, how in found], keep=self.keep)
+                           infos=[{"labels_from": how, "tv": tv, "tv_late": late} for _, how in found], keep=self.keep,
+                           tv_late=None if late == tv else late)

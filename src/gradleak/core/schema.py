@@ -71,7 +71,7 @@ WEIGHT = Range(0, 1e6)
 RANGES: dict[str, Range] = {
     "steps": Range(1, MAX_STEPS), "restarts": Range(1, 1024), "seeds": Range(1, 1024),
     "max_iter": Range(1, 10_000), "seed": Range(0, MAX_SEED), "lr": Range(0, 1e6, low_open=True),
-    "tv": WEIGHT, "bn": WEIGHT, "l2": WEIGHT, "group": WEIGHT, "kl": WEIGHT,
+    "tv": WEIGHT, "tv_late": WEIGHT, "bn": WEIGHT, "l2": WEIGHT, "group": WEIGHT, "kl": WEIGHT,
     "population": Range(1, 100_000), "bo_batch": Range(1, 10_000), "bo_init": Range(1, 1_000_000),
     "map_steps": Range(0, MAX_STEPS), "group_every": Range(1, MAX_STEPS), "clients": Range(1, 10_000),
     "width": Range(1, 1_000_000), "widths": Range(1, 10_000_000), "std": Range(0, None, low_open=True),

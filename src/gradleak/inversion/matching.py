@@ -31,6 +31,10 @@ from gradleak.inversion.losses import DISTANCES, GradientDistance
 from gradleak.inversion.optimize import KEEP, optimise_inputs
 from gradleak.inversion.priors import total_variation
 
+LATE = 5 / 8
+"""The fraction of a run after which ``invert_many``'s ``tv_late`` replaces ``tv`` (the learning
+rate's second decay step)."""
+
 
 def check_optimisation_settings(name: str, **values: Any) -> None:
     """Raise :class:`ConfigError` listing every out-of-range optimisation setting given."""
@@ -45,7 +49,7 @@ def check_optimisation_settings(name: str, **values: Any) -> None:
             problems.append(f"{key} must be >= 0, got {values[key]}")
     if "lr" in values and not values["lr"] > 0:
         problems.append(f"lr must be > 0, got {values['lr']}")
-    for key in ("tv", "bn", "l2", "group"):
+    for key in ("tv", "tv_late", "bn", "l2", "group"):
         if key in values and values[key] < 0:
             problems.append(f"{key} must be >= 0, got {values[key]}")
     if "distance" in values and values["distance"] not in DISTANCES:
@@ -70,13 +74,16 @@ def invert_many(model: nn.Module, targets: list[list[torch.Tensor]], labels: lis
                 shape: Sequence[int], steps: int, lr: float, tv: float, restarts: int, distance: str,
                 signed: bool, seed: int, bn_weight: float = 0.0, bn_prior: BNStatisticsPrior | None = None,
                 transform: TrialTransform | None = None, progress: Progress | None = None,
-                infos: list[dict] | None = None, keep: str = "best") -> list[Reconstruction]:
+                infos: list[dict] | None = None, keep: str = "best",
+                tv_late: float | None = None) -> list[Reconstruction]:
     """:func:`invert_with_labels` for N clients at once (same batch size), as one batched graph.
 
     Rows are client-major: client ``i`` owns rows ``i·R .. i·R + R − 1``, all started from the same
     seeded images as a single run, each matched against its own client's target with its own
     labels. Rows never interact, so each client's result equals its own single run (to float
     tolerance). ``bn_prior``, when given, holds every client's BN targets in the same order.
+    ``tv_late``, when given, weighs TV from :data:`LATE` of the run on (``tv`` before), and the
+    lowest-loss iterate is chosen by the loss with ``tv_late``.
     """
     n, r, b = len(targets), restarts, len(labels[0])
     device = labels[0].device
@@ -85,8 +92,19 @@ def invert_many(model: nn.Module, targets: list[list[torch.Tensor]], labels: lis
     trial = TrialGradients(model, transform)
     use_bn = bn_prior is not None and bn_prior.active and bn_weight > 0
 
-    def loss_fn(x: torch.Tensor) -> torch.Tensor:
+    late_from, calls = LATE * max(steps - 1, 1), [0]
+
+    def loss_fn(x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         loss = dist(trial(x, y, factored=True))
+        if tv_late is not None:  # optimise_inputs calls this once per step, then once to score the end
+            step, calls[0] = calls[0], calls[0] + 1
+            smooth = total_variation(x)
+            late = loss + tv_late * smooth
+            loss = loss + (tv if step < late_from else tv_late) * smooth
+            if use_bn:
+                prior = bn_weight * bn_prior(x)  # type: ignore[misc]
+                return loss + prior, late + prior
+            return loss, late
         if tv > 0:
             loss = loss + tv * total_variation(x)
         return loss + bn_weight * bn_prior(x) if use_bn else loss  # type: ignore[misc]
