@@ -155,8 +155,9 @@ def layerwise_cosine(trial: list[torch.Tensor], target: list[torch.Tensor]) -> t
     return sum(cosine_distance([g], [t]) for g, t in zip(trial, target)) / len(trial)  # type: ignore[return-value]
 
 
-def summary(runs: list[dict], seeds: list[int]) -> list[list[str]]:
-    """One row per variant: median, mean, and seeds won / mean paired difference against :data:`BASE`
+def summary(runs: list[dict], seeds: list[int], variants: tuple[str, ...] = VARIANTS,
+            base: str = BASE) -> list[list[str]]:
+    """One row per variant: median, mean, and seeds won / mean paired difference against ``base``
     with its standard error (``stdev / sqrt(n)``; blank for one seed).
 
     Example:
@@ -167,15 +168,15 @@ def summary(runs: list[dict], seeds: list[int]) -> list[list[str]]:
     """
     psnr = {(r["variant"], r["seed"]): r["psnr"] for r in runs}
     rows = []
-    for v in VARIANTS:
+    for v in variants:
         if not all((v, s) in psnr for s in seeds):
             continue
         mine = [psnr[(v, s)] for s in seeds]
-        diff = [psnr[(v, s)] - psnr[(BASE, s)] for s in seeds]
+        diff = [psnr[(v, s)] - psnr[(base, s)] for s in seeds]
         rows.append([v, f"{statistics.median(mine):.2f}", f"{statistics.mean(mine):.2f}",
-                     "" if v == BASE else f"{sum(d > 0 for d in diff)}/{len(seeds)}",
-                     "" if v == BASE else f"{statistics.mean(diff):+.2f}",
-                     "" if v == BASE or len(diff) < 2 else f"{statistics.stdev(diff) / len(diff) ** 0.5:.2f}"])
+                     "" if v == base else f"{sum(d > 0 for d in diff)}/{len(seeds)}",
+                     "" if v == base else f"{statistics.mean(diff):+.2f}",
+                     "" if v == base or len(diff) < 2 else f"{statistics.stdev(diff) / len(diff) ** 0.5:.2f}"])
     return rows
 
 

@@ -62,7 +62,8 @@ def test_auto_runs_exactly_as_the_tuned_number_and_says_which(digits, b):
     model = build_model("convnet", shape=digits.shape, num_classes=10, seed=b)
     update = fedsgd_update(model, truth.inputs, truth.labels, labels_leak=True)
     auto = create_attack("ig", steps=12, labels="known").run(model, update, shape=digits.shape)
-    fixed = create_attack("ig", steps=12, labels="known", tv=TV_BY_BATCH[b]).run(model, update, shape=digits.shape)
+    fixed = create_attack("ig", steps=12, labels="known", tv=TV_BY_BATCH[b],
+                          tv_late=auto_tv_late(b)).run(model, update, shape=digits.shape)
     other = create_attack("ig", steps=12, labels="known", tv=0.5).run(model, update, shape=digits.shape)
     assert auto.info["tv"] == TV_BY_BATCH[b] and fixed.info["tv"] == TV_BY_BATCH[b] and other.info["tv"] == 0.5
     assert torch.equal(auto.inputs, fixed.inputs) and not torch.equal(auto.inputs, other.inputs)
@@ -98,3 +99,24 @@ def test_at_b4_auto_lowers_tv_at_five_eighths_and_a_number_keeps_it_constant(dig
     assert torch.equal(run(tv_late=0.01).inputs, auto.inputs)
     with pytest.raises(ConfigError, match="tv_late must be between 0 and"):
         create_attack("ig", tv_late=-1.0)
+
+
+def _passes(page: str, variant: str) -> bool:
+    """Whether a committed validation page's verdict says ``variant`` is ahead by more than twice its
+    standard error."""
+    verdict = (ROOT / "docs" / "results" / page).read_text().strip().splitlines()[-1]
+    if variant == "TV 0.05 then 0.01":  # ig_b4_variants' verdict names the variants that pass
+        return "by more than twice its standard error: " in verdict and variant in verdict.split("error: ")[-1]
+    return verdict.startswith("Ahead by more than twice its standard error")
+
+
+def test_tv_late_is_on_exactly_where_both_validation_stages_passed():
+    pages = {4: ("ig_b4_tv_schedule.md", "ig_b4_tv_confirm.md", "TV 0.05 then 0.01"),
+             2: ("ig_tv_late_b2.md", "ig_tv_late_b2_confirm.md", ""), 8: ("ig_tv_late_b8.md", None, "")}
+    for b, (first, second, variant) in pages.items():
+        adopted = _passes(first, variant) and second is not None and _passes(second, variant)
+        assert (TV_LATE_BY_BATCH.get(b) == 0.01) == adopted, b
+        for page in (first, second):  # validation seeds only: never the reported seeds 0-4
+            if page:
+                assert "Validation split only" in (ROOT / "docs" / "results" / page).read_text()
+    assert set(TV_LATE_BY_BATCH) == {2, 4} and auto_tv_late(1) == auto_tv(1) and auto_tv_late(8) == auto_tv(8)

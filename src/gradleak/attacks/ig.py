@@ -8,8 +8,8 @@ Needs: the labels (known, or restored — iDLG for one sample), the batch size (
 Objective: ``1 − cos(∇θ L(x, y), g*) + α_TV · TV(x)``, minimised with Adam on the *sign*
 of the gradient, step decay ×0.1 at 3/8, 5/8, 7/8, pixels boxed to ``[0, 1]``; ``restarts``
 independent starts run as one batched tensor; the lowest-loss iterate of the best restart is kept.
-Departure from the paper: by default at b=4..7, α_TV falls from 0.05 to 0.01 at 5/8 of the run
-(``tv_late``; chosen and confirmed on validation digits); the paper's α_TV is constant.
+Departure from the paper: by default at b=2..7, α_TV falls to 0.01 at 5/8 of the run (``tv_late``;
+chosen and confirmed on validation digits); the paper's α_TV is constant.
 
 Example:
     >>> import torch
@@ -43,11 +43,12 @@ TV_BY_BATCH: dict[int, float] = {1: 1e-2, 2: 2e-2, 4: 5e-2, 8: 5e-2}
 ``bench/tune_ig_tv.py`` (docs/results/ig_tv_validation.md; a test checks both against its runs)."""
 
 
-TV_LATE_BY_BATCH: dict[int, float] = {4: 1e-2}
+TV_LATE_BY_BATCH: dict[int, float] = {2: 1e-2, 4: 1e-2}
 """``tv_late="auto"`` with ``tv="auto"``: the TV weight from 5/8 of the run on, per tuned batch size
-(absent: the same weight as before 5/8). b=4: b=1's weight, chosen on validation seeds 100-119 and
-confirmed on 120-159 (``bench/ig_b4_variants.py``, docs/results/ig_b4_validation.md); not tried at
-the other batch sizes."""
+(absent: the same weight as before 5/8). b=4 and b=2: b=1's weight, each chosen on validation seeds
+100-119 and confirmed on 120-159 (``bench/ig_b4_variants.py``: docs/results/ig_b4_tv_schedule.md,
+ig_b4_tv_confirm.md; ``bench/ig_tv_late_sizes.py``: ig_tv_late_b2.md, ig_tv_late_b2_confirm.md).
+b=8 failed the first stage (ig_tv_late_b8.md) and keeps a constant weight; b=1's is 0.01 anyway."""
 
 
 def _tuned(batch_size: int) -> int:
@@ -71,8 +72,8 @@ def auto_tv_late(batch_size: int) -> float:
     """The TV weight ``tv="auto"`` uses from 5/8 of the run on (:data:`TV_LATE_BY_BATCH`, else :func:`auto_tv`).
 
     Example:
-        >>> auto_tv(4), auto_tv_late(4), auto_tv_late(1), auto_tv_late(8)
-        (0.05, 0.01, 0.01, 0.05)
+        >>> auto_tv(4), auto_tv_late(4), auto_tv_late(1), auto_tv_late(3), auto_tv_late(8)
+        (0.05, 0.01, 0.01, 0.01, 0.05)
     """
     return TV_LATE_BY_BATCH.get(_tuned(batch_size), auto_tv(batch_size))
 
@@ -88,8 +89,8 @@ class InvertingGradients(Attack):
             batch size on validation digits (:data:`TV_BY_BATCH`, :func:`auto_tv`; the run's ``info["tv"]``
             says which). Until December 2026 the default was 1e-2 for every batch size.
         tv_late: the TV weight from 5/8 of the run on (the lowest-loss iterate is chosen with it), or
-            ``auto`` (the default): with ``tv="auto"`` the weight of :data:`TV_LATE_BY_BATCH` (b=4..7:
-            0.01 after 0.05; other batch sizes keep ``tv``), with a number for ``tv`` that number. A
+            ``auto`` (the default): with ``tv="auto"`` the weight of :data:`TV_LATE_BY_BATCH` (b=2..7:
+            0.01 after 0.02 or 0.05; other batch sizes keep ``tv``), with a number for ``tv`` that number. A
             departure from the paper, whose TV weight is constant; ``tv_late`` = ``tv`` restores it.
         restarts: independent random starts, optimised together.
         distance: ``cosine`` (the paper) or ``l2``.
@@ -117,8 +118,9 @@ class InvertingGradients(Attack):
         "signed": "[PAPER] Adam on the signed gradient",
     }
     default_tuned_on = ("lr and tv (auto: per batch size) on the validation split, MNIST convnet, seeds "
-                        "100-109, bench/tune_ig_tv.py; tv_late at b=4 on validation seeds 100-119, confirmed on "
-                        "120-159, bench/ig_b4_variants.py; 1000 steps were set by hand in issue 3")
+                        "100-109, bench/tune_ig_tv.py; tv_late at b=2 and b=4 on validation seeds 100-119, confirmed "
+                        "on 120-159, bench/ig_b4_variants.py and ig_tv_late_sizes.py; 1000 steps were set by hand "
+                        "in issue 3")
     needs_labels = True
     takes_labels = True
     supports_adaptive = True
