@@ -200,8 +200,9 @@ def main() -> None:
         "split, seeds 100-109: `ig_tv_validation.md`; tv "
         + ", ".join(f"{auto_tv(b):g} at b={b}" + ("" if auto_tv_late(b) == auto_tv(b) else
                                                     f", {auto_tv_late(b):g} from 5/8 of the run on") for b in sizes)
-        + "; the fall chosen on validation seeds 100-119 and confirmed on 120-159: `ig_b4_tv_schedule.md`, "
-        "`ig_b4_tv_confirm.md`), the lowest-loss iterate.",
+        + ("; the fall chosen on validation seeds 100-119 and confirmed on 120-159: `ig_b4_tv_schedule.md`, "
+           "`ig_b4_tv_confirm.md`" if any(auto_tv_late(b) != auto_tv(b) for b in sizes) else "")
+        + "), the lowest-loss iterate.",
         "PSNR in dB after Hungarian matching.",
         "",
         "| b | code | median PSNR | mean PSNR | per seed |",

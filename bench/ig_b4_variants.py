@@ -41,7 +41,9 @@ import multiprocessing
 import platform
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -58,6 +60,8 @@ IG_ITSELF = (BASE, "R2x500", "R4x250", "TV 0.05 then 0.01", "2000 steps")
 its defaults since 2 December 2026; the others with ``tv_late=0.05``, its constant TV before); the
 others run IG's loop."""
 BATCH = 4
+TV_START, TV_END = 0.05, 0.01
+"""The falling TV weight's ends: b=4's and b=1's ``tv="auto"`` weights."""
 
 
 def start(name: str, rows: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -102,16 +106,14 @@ def one_run(job: tuple[str, int]) -> dict:
     x, y, model, update = scenario(full, idx, seed)
     target = observed_gradient(model, update)
     dist, trial, tv = GradientDistance([target], "cosine"), TrialGradients(model), auto_tv(BATCH)
-    layerwise, calls = name == "layer-wise cosine", [0]
+    layerwise, falling = name == "layer-wise cosine", name == "TV 0.05 to 0.01"
 
-    def loss(z: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def loss(z: torch.Tensor, t: float = 1.0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         labels = y.expand(z.shape[0], -1)
         match = layerwise_cosine(trial(z, labels), target) if layerwise else dist(trial(z, labels, factored=True))
-        if name != "TV 0.05 to 0.01":
+        if not falling:
             return match + tv * total_variation(z)
-        calls[0] += 1  # call t of 1000, then the final score (t = 1001)
-        weight = tv_weight(min(calls[0] - 1, 999) / 999)
-        return match + weight * total_variation(z), match + TV_END * total_variation(z)
+        return match + tv_weight(t) * total_variation(z), match + TV_END * total_variation(z)  # t: run's progress
 
     if name.startswith("SH"):
         rows, first = (int(v) for v in name[2:].split("_"))
@@ -120,13 +122,9 @@ def one_run(job: tuple[str, int]) -> dict:
         out = optimise_inputs(loss, out.last[row:row + 1], steps=1000 - rows * first, lr=LR)
     else:
         out = optimise_inputs(loss, start(name, 1, full.shape, seed), steps=1000, lr=0.1 if name == "lr 0.1" else LR,
-                              signed=name != "unsigned", decay=name != "no decay")
+                              signed=name != "unsigned", decay=name != "no decay", timed=falling)
     psnr = float(evaluate(Reconstruction(out.x[out.best_row()], y, []), GroundTruth(x, y))["psnr"])
     return {"variant": name, "seed": seed, "psnr": psnr}
-
-
-TV_START, TV_END = 0.05, 0.01
-"""The falling TV weight's ends: b=4's and b=1's ``tv="auto"`` weights."""
 
 
 def tv_weight(t: float) -> float:
@@ -227,6 +225,17 @@ def verdict(rows: list[list[str]], base: list[float]) -> str:
                else "none by more than twice its standard error.") + spread)
 
 
+def run_jobs(fn: Callable[[Any], dict], jobs: list, workers: int) -> list[dict]:
+    """``fn`` on every job in ``workers`` spawned processes, each result's PSNR printed on stderr as it
+    comes (``ig_tv_late_sizes.py`` uses it too)."""
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        runs = []
+        for r in pool.imap_unordered(fn, jobs):
+            runs.append(r)
+            print(f"  {r['variant']} seed={r['seed']} psnr={r['psnr']:.2f}", file=sys.stderr, flush=True)
+    return runs
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", default="100-119", help="validation seeds, e.g. 100-119")
@@ -239,11 +248,7 @@ def main() -> None:
     seeds = parse_seeds(args.seeds)
     chosen = VARIANTS if args.only is None else (BASE, *args.only.split(","))
     jobs = [(v, s) for s in seeds for v in chosen]
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        runs = []
-        for r in pool.imap_unordered(one_run, jobs):
-            runs.append(r)
-            print(f"  {r['variant']} seed={r['seed']} psnr={r['psnr']:.2f}", file=sys.stderr, flush=True)
+    runs = run_jobs(one_run, jobs, args.workers)
     command = (f' --only "{args.only}"' if args.only else "") + (f" --out {args.out}" if args.out else "")
     text = markdown(runs, seeds, command)
     print(text)

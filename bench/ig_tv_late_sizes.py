@@ -19,7 +19,6 @@ known, eval mode, 1000 steps, lr 0.05, one torch thread per worker.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import platform
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ig_quality import ig_psnr, parse_seeds  # noqa: E402
-from ig_b4_variants import summary  # noqa: E402
+from ig_b4_variants import run_jobs, summary  # noqa: E402
 from tune_ig_tv import validation_and_mnist  # noqa: E402
 
 CONSTANT, LATE = "constant tv (auto)", "tv_late 0.01"
@@ -76,11 +75,7 @@ def main() -> None:
 
     seeds, b = parse_seeds(args.seeds), args.batch_size
     jobs = [(v, s, b) for s in seeds for v in (CONSTANT, LATE)]
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        runs = []
-        for r in pool.imap_unordered(one_run, jobs):
-            runs.append(r)
-            print(f"  {r['variant']} seed={r['seed']} psnr={r['psnr']:.2f}", file=sys.stderr, flush=True)
+    runs = run_jobs(one_run, jobs, args.workers)
     rows = summary(runs, seeds, (CONSTANT, LATE), CONSTANT)
     out = f" --out {args.out}" if args.out else ""
     text = "\n".join([

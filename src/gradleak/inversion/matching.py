@@ -92,26 +92,20 @@ def invert_many(model: nn.Module, targets: list[list[torch.Tensor]], labels: lis
     trial = TrialGradients(model, transform)
     use_bn = bn_prior is not None and bn_prior.active and bn_weight > 0
 
-    late_from, calls = LATE * max(steps - 1, 1), [0]
-
-    def loss_fn(x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def loss_fn(x: torch.Tensor, t: float = 1.0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         loss = dist(trial(x, y, factored=True))
-        if tv_late is not None:  # optimise_inputs calls this once per step, then once to score the end
-            step, calls[0] = calls[0], calls[0] + 1
+        if tv_late is not None:  # t: the fraction of the run done (optimise_inputs' timed loss)
             smooth = total_variation(x)
-            late = loss + tv_late * smooth
-            loss = loss + (tv if step < late_from else tv_late) * smooth
-            if use_bn:
-                prior = bn_weight * bn_prior(x)  # type: ignore[misc]
-                return loss + prior, late + prior
-            return loss, late
+            prior = bn_weight * bn_prior(x) if use_bn else 0.0  # type: ignore[misc]
+            return loss + (tv if t < LATE else tv_late) * smooth + prior, loss + tv_late * smooth + prior
         if tv > 0:
             loss = loss + tv * total_variation(x)
         return loss + bn_weight * bn_prior(x) if use_bn else loss  # type: ignore[misc]
 
     x0 = torch.rand((r, b, *shape), generator=attack_generator(seed)).to(device)
     x0 = x0.repeat(n, *([1] * (x0.dim() - 1)))
-    out = optimise_inputs(loss_fn, x0, steps=steps, lr=lr, signed=signed, progress=progress, keep=keep)
+    out = optimise_inputs(loss_fn, x0, steps=steps, lr=lr, signed=signed, progress=progress, keep=keep,
+                          timed=tv_late is not None)
     recs = []
     for i in range(n):
         best = out.best_row(slice(i * r, (i + 1) * r))

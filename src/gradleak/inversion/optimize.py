@@ -29,9 +29,10 @@ import torch
 from gradleak.core.types import Progress
 from gradleak.inversion.schedules import step_decay_milestones
 
-LossFn = Callable[[torch.Tensor], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
+LossFn = Callable[..., "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
 """``loss(x) -> (R,)`` per-row objective, or ``(objective, score)``: the score (e.g. the objective
-without a term whose weight moves) picks the best iterate; by default the objective does."""
+without a term whose weight moves) picks the best iterate; by default the objective does. A timed
+loss (``optimise_inputs(..., timed=True)``) is ``loss(x, t)``, ``t`` in [0, 1] the run's progress."""
 
 KEEP = ("best", "last")
 """Which iterate the Adam loop returns: the lowest-loss one (default) or the last one."""
@@ -119,6 +120,7 @@ def optimise_inputs(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     keep: str = "best",
+    timed: bool = False,
 ) -> Optimised:
     """Minimise ``loss_fn(x) -> (R,)`` over ``x`` of shape ``(R, ...)`` with Adam; keep each row's best iterate.
 
@@ -134,6 +136,8 @@ def optimise_inputs(
         betas, eps: Adam's constants.
         keep: ``best`` (each row's lowest-loss iterate, the final one included) or ``last`` (the
             final iterate, scored by its own loss: gradleak before issue 15).
+        timed: call ``loss_fn(x, t)`` instead, ``t`` the fraction of the run done (``step / (steps − 1)``;
+            1.0 for the final score): for a loss whose weights change during the run.
 
     Returns:
         an :class:`Optimised`; the final iterate is evaluated once more so that it can win too.
@@ -146,7 +150,7 @@ def optimise_inputs(
     best = x0.detach().clone()
     best_score = torch.full((rows,), math.inf, dtype=x.dtype, device=x.device)
     history = torch.empty((steps, rows), dtype=x.dtype, device=x.device)
-    every = max(1, steps // PROGRESS_CALLS)
+    every, span = max(1, steps // PROGRESS_CALLS), max(steps - 1, 1)
 
     def keep_best(score: torch.Tensor, at: torch.Tensor) -> None:
         nonlocal best, best_score
@@ -155,7 +159,7 @@ def optimise_inputs(
         best = torch.where(better.view(expand), at, best)
 
     for step, rate in enumerate(lr_schedule(lr, steps, decay)):
-        objective, score = _split(loss_fn(x))
+        objective, score = _split(loss_fn(x, step / span) if timed else loss_fn(x))
         (grad,) = torch.autograd.grad(objective.sum(), [x])
         with torch.no_grad():
             keep_best(score, x)
@@ -168,7 +172,7 @@ def optimise_inputs(
             progress(t, steps, float(torch.nan_to_num(best_score, nan=math.inf).min()))
     last = x.detach()
     with torch.enable_grad():
-        final = _split(loss_fn(last))[1].detach()
+        final = _split(loss_fn(last, 1.0) if timed else loss_fn(last))[1].detach()
     if keep == "last":
         best, best_score = last, final
     else:
