@@ -61,6 +61,9 @@ EARLIER = {  # per page: the claims its table replaces (historical numbers, with
           "mean.",
 }
 PURPOSE = {  # per page: why it was run, when that is not the table's own claim
+    "ig_quality.md":
+        "How far a median over 5 seeds moves by chance, the same comparison over 100 seeds: "
+        "`ig_quality_100seeds.md`.",
     "ig_quality_100seeds.md":
         "Why 100 seeds: issue 15 asks that IG's median over seeds 0-4 be at least the baseline's. This page "
         "measures how often a median over 5 seeds falls short by chance, and the paired difference with its "
