@@ -139,6 +139,18 @@ def revision(src: str) -> str:
     return (done.stdout.strip() or "?") + (" with uncommitted changes in src/" if dirty else "")
 
 
+def paired_difference(diffs: list[float]) -> tuple[int, float, float | None]:
+    """Seeds ahead, the mean paired difference and its standard error (``stdev / sqrt(n)``; ``None``
+    for one seed): the statistics every paired comparison in ``bench/`` reports.
+
+    Example:
+        >>> paired_difference([1.0, -1.0, 3.0])
+        (2, 1.0, 1.1547005383792517)
+    """
+    se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None
+    return sum(d > 0 for d in diffs), statistics.mean(diffs), se
+
+
 def paired(b: int, ours: list[float], base: list[float], seeds: list[int], block: int = 5) -> str:
     """One line on the spread: seeds won, the mean paired difference with its standard error (over
     2 seeds or more), and (over 10 seeds or more) the medians of consecutive ``block``-seed blocks,
@@ -153,11 +165,9 @@ def paired(b: int, ours: list[float], base: list[float], seeds: list[int], block
         5-seed blocks, this tree vs baseline: this tree's median at least the baseline's in 2 of 6 blocks; the
         first: seeds 0-4: 1.0 vs 0.0 (+1.0).
     """
-    diffs = [o - p for o, p in zip(ours, base, strict=True)]
-    wins = sum(d > 0 for d in diffs)
-    se = f" +- {statistics.stdev(diffs) / len(diffs) ** 0.5:.2f}" if len(diffs) > 1 else ""
+    wins, mean, se = paired_difference([o - p for o, p in zip(ours, base, strict=True)])
     text = (f"- b={b}, per seed: this tree ahead on {wins} of {len(ours)} seeds; mean paired difference "
-            f"{statistics.mean(diffs):+.2f}{se} dB.")
+            f"{mean:+.2f}{'' if se is None else f' +- {se:.2f}'} dB.")
     if len(seeds) >= 2 * block:
         blocks, held = [], 0
         for i in range(0, len(seeds) - block + 1, block):
@@ -199,13 +209,17 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--json-only", f.name, "--seeds", args.seeds, "--steps", str(args.steps),
                "--batch-sizes", args.batch_sizes]
         base = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
-    rows[DEFAULT] = measure(seeds, args.steps, batches, {})
-    if base is not None:
-        stdout, _ = base.communicate()
-        os.unlink(f.name)
-        if base.returncode:
-            sys.exit(f"the baseline's run failed (exit {base.returncode}); its errors are above")
-        rows = {BASE: json.loads(stdout.strip().splitlines()[-1]), **rows}
+    try:
+        rows[DEFAULT] = measure(seeds, args.steps, batches, {})
+        if base is not None:
+            stdout, _ = base.communicate()
+            if base.returncode:
+                sys.exit(f"the baseline's run failed (exit {base.returncode}); its errors are above")
+            rows = {BASE: json.loads(stdout.strip().splitlines()[-1]), **rows}
+    finally:  # if this tree's runs fail, the baseline's stops too; its input file goes either way
+        if base is not None:
+            base.kill()  # a no-op once it has been waited for
+            os.unlink(f.name)
     if not args.defaults_only:
         old = {"lr": 0.1, "tv": 0.01}  # the defaults until December 2026
         rows["this tree, lr=0.1, tv=0.01, keep=best"] = measure(seeds, args.steps, batches, {**old, "keep": "best"})
@@ -247,11 +261,11 @@ def main() -> None:
         diffs = ", ".join(f"b={b}: {summary[f'{DEFAULT} b={b}'] - summary[f'{BASE} b={b}']:+.2f} dB" for b in sizes)
         lines += ["", f"This tree's defaults against the baseline's, median: {diffs}.", ""]
         lines += [paired(b, rows[DEFAULT][str(b)], rows[BASE][str(b)], seeds) for b in sizes]
-    if Path(args.out).name in PURPOSE:
-        lines += ["", PURPOSE[Path(args.out).name]]
-    if args.baseline_src and Path(args.out).name in EARLIER:
-        lines += ["", EARLIER[Path(args.out).name]]
     out = Path(args.out)
+    if out.name in PURPOSE:
+        lines += ["", PURPOSE[out.name]]
+    if args.baseline_src and out.name in EARLIER:
+        lines += ["", EARLIER[out.name]]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

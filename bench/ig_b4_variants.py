@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ig_quality import ig_psnr, parse_seeds, scenario  # noqa: E402
+from bench_ig_quality import ig_psnr, paired_difference, parse_seeds, scenario  # noqa: E402
 from tune_ig_tv import validation_and_mnist  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "ig_b4_validation.md"
@@ -170,11 +170,10 @@ def summary(runs: list[dict], seeds: list[int], variants: tuple[str, ...] = VARI
         if not all((v, s) in psnr for s in seeds):
             continue
         mine = [psnr[(v, s)] for s in seeds]
-        diff = [psnr[(v, s)] - psnr[(base, s)] for s in seeds]
+        wins, mean, se = paired_difference([psnr[(v, s)] - psnr[(base, s)] for s in seeds])
         rows.append([v, f"{statistics.median(mine):.2f}", f"{statistics.mean(mine):.2f}",
-                     "" if v == base else f"{sum(d > 0 for d in diff)}/{len(seeds)}",
-                     "" if v == base else f"{statistics.mean(diff):+.2f}",
-                     "" if v == base or len(diff) < 2 else f"{statistics.stdev(diff) / len(diff) ** 0.5:.2f}"])
+                     "" if v == base else f"{wins}/{len(seeds)}", "" if v == base else f"{mean:+.2f}",
+                     "" if v == base or se is None else f"{se:.2f}"])
     return rows
 
 
